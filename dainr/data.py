@@ -1,0 +1,134 @@
+"""Typed data that cross module lines: one slice of a radial cine, its geometry, and a reconstruction result.
+
+Conventions (tested in ``tests/physics``):
+
+* k-space ``(frames, coils, spokes, samples)`` complex64;
+* trajectory ``(frames, spokes, samples, 2)`` float32 in cycles/pixel, in [-0.5, 0.5); column 0 is kx and pairs with
+  image columns (x), column 1 is ky and pairs with image rows (y);
+* images ``(frames, H, W)`` complex64, i.e. ``[..., y, x]``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass
+class SliceGeometry:
+    """Where a slice lies in the scanner, copied into output image headers.
+
+    Attributes
+    ----------
+    fov_mm:
+        Reconstructed field of view (x, y, z) in mm.
+    position, read_dir, phase_dir, slice_dir, patient_table_position:
+        ISMRMRD geometry vectors (mm for positions, unit vectors for directions).
+    """
+
+    fov_mm: tuple[float, float, float] = (256.0, 256.0, 8.0)
+    position: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    read_dir: tuple[float, float, float] = (1.0, 0.0, 0.0)
+    phase_dir: tuple[float, float, float] = (0.0, 1.0, 0.0)
+    slice_dir: tuple[float, float, float] = (0.0, 0.0, 1.0)
+    patient_table_position: tuple[float, float, float] = (0.0, 0.0, 0.0)
+
+
+@dataclass
+class CineData:
+    """One slice of a radial cine, ready for reconstruction.
+
+    Attributes
+    ----------
+    kspace:
+        ``(frames, coils, spokes, samples)`` complex64 measured samples. Frames with fewer spokes than ``spokes`` are
+        zero-padded and flagged False in ``spoke_mask``.
+    traj:
+        ``(frames, spokes, samples, 2)`` float32, cycles/pixel in [-0.5, 0.5); ``[..., 0]`` = kx (image columns),
+        ``[..., 1]`` = ky (image rows).
+    matrix:
+        ``(H, W)`` reconstruction matrix (rows, columns).
+    spoke_mask:
+        ``(frames, spokes)`` bool, True where a spoke was measured; None means all measured.
+    dcw:
+        ``(frames, spokes, samples)`` float32 density weights given with the data (third ``traj`` column), or None.
+    noise:
+        ``(coils, n)`` complex64 samples of the noise scans, or None.
+    slice_index:
+        ISMRMRD ``idx.slice`` of this slice.
+    geometry:
+        Slice geometry for the output headers.
+    frame_refs:
+        Per-frame opaque reference metadata (front-end data, e.g. an ISMRMRD acquisition header), carried through and
+        never read by the engine.
+    """
+
+    kspace: np.ndarray
+    traj: np.ndarray
+    matrix: tuple[int, int]
+    spoke_mask: np.ndarray | None = None
+    dcw: np.ndarray | None = None
+    noise: np.ndarray | None = None
+    slice_index: int = 0
+    geometry: SliceGeometry = field(default_factory=SliceGeometry)
+    frame_refs: list[Any] | None = None
+
+    def __post_init__(self) -> None:
+        f, c, s, n = self.kspace.shape
+        if self.traj.shape != (f, s, n, 2):
+            raise ValueError(f"traj shape {self.traj.shape} does not match k-space {self.kspace.shape}")
+        if self.spoke_mask is not None and self.spoke_mask.shape != (f, s):
+            raise ValueError(f"spoke_mask shape {self.spoke_mask.shape} != {(f, s)}")
+
+    @property
+    def n_frames(self) -> int:
+        return self.kspace.shape[0]
+
+    @property
+    def n_coils(self) -> int:
+        return self.kspace.shape[1]
+
+    @property
+    def n_spokes(self) -> int:
+        return self.kspace.shape[2]
+
+    @property
+    def n_samples(self) -> int:
+        return self.kspace.shape[3]
+
+    def sample_weights(self) -> np.ndarray:
+        """``(frames, spokes, samples)`` float32: 1 for measured samples, 0 for padding."""
+        w = np.ones(self.kspace.shape[:1] + self.kspace.shape[2:], np.float32)
+        if self.spoke_mask is not None:
+            w *= self.spoke_mask[..., None]
+        return w
+
+
+@dataclass
+class ReconResult:
+    """What :func:`dainr.recon.reconstruct` returns for one slice.
+
+    Attributes
+    ----------
+    images:
+        ``(frames, H, W)`` complex64 reconstructed cine.
+    method:
+        Name of the method that ran.
+    seconds:
+        Wall time of the reconstruction (preparation included), s.
+    iterations:
+        Iterations (CG) or optimisation steps (DA-INR) run.
+    loss:
+        Per-iteration objective values, when the method has one.
+    info:
+        Method-specific facts worth reporting (e.g. frames per step after an out-of-memory fallback).
+    """
+
+    images: np.ndarray
+    method: str
+    seconds: float
+    iterations: int = 0
+    loss: list[float] = field(default_factory=list)
+    info: dict[str, Any] = field(default_factory=dict)
