@@ -1,0 +1,5 @@
+import sys
+
+from dainr.cli import main
+
+sys.exit(main())

@@ -1,0 +1,214 @@
+"""The ISMRMRD XML header: building one for radial cine data, parsing one, and reading what the reader needs.
+
+Headers are xsdata objects (``ismrmrd.xsd.ismrmrdHeader``). They are always built with keyword arguments, which
+works on ismrmrd-python 1.14 and 1.15 (1.15 makes the required fields keyword-only).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import ismrmrd.xsd as xsd
+
+from dainr.errors import InputError
+
+log = logging.getLogger(__name__)
+
+#: Largest matrix size accepted in any direction, checked before anything is allocated.
+MAX_MATRIX = 4096
+
+#: Header trajectory names the reader accepts (``encoding[0].trajectory``).
+RADIAL_TRAJECTORIES = ("radial", "goldenangle")
+
+#: Encoding-limit names read from the header; the others are advisory and ignored.
+_LIMIT_NAMES = ("kspace_encoding_step_1", "slice", "phase")
+
+#: H1 resonance frequency of a nominal 3 T system (2.89 T), Hz.
+DEFAULT_H1_HZ = 123_200_000
+
+
+def _limit(maximum: int, center: int = 0, minimum: int = 0) -> xsd.limitType:
+    return xsd.limitType(minimum=int(minimum), maximum=int(maximum), center=int(center))
+
+
+def build_header(matrix: tuple[int, int], fov_mm: tuple[float, float, float], n_coils: int, trajectory: str,
+                 n_frames: int, n_slices: int, n_spokes_total_per_slice: int, oversampling: int = 2,
+                 trajectory_identifier: str | None = None, *, spoke_counter_start: int = 0,
+                 h1_frequency_hz: int = DEFAULT_H1_HZ, field_strength_t: float = 2.89, tr_ms: float = 2.5,
+                 measurement_id: str = "DAINR_0001") -> xsd.ismrmrdHeader:
+    """An ISMRMRD header for a 2D radial cine of ``n_slices`` slices.
+
+    Parameters
+    ----------
+    matrix:
+        ``(H, W)`` reconstruction matrix (rows = y, columns = x).
+    fov_mm:
+        Reconstructed field of view ``(x, y, z)`` in mm (z = slice thickness).
+    n_coils:
+        Receiver channels.
+    trajectory:
+        ``"radial"`` (uniform angles per frame) or ``"goldenangle"``.
+    n_frames, n_slices:
+        Cardiac phases (``idx.phase``) and slices (``idx.slice``).
+    n_spokes_total_per_slice:
+        Spokes of one slice over all its frames.
+    oversampling:
+        Readout oversampling: the encoded space is ``oversampling`` × the recon space in-plane (matrix and FOV), so a
+        spoke has ``Ns = oversampling·W`` samples and the sample spacing is ``1/Ns`` cycles/pixel.
+    trajectory_identifier:
+        Optional ``trajectoryDescription/identifier``; ``"tddip"`` selects the reference code's trajectory.
+    spoke_counter_start:
+        First value of the global spoke counter ``idx.kspace_encode_step_1``. The counter runs over all slices and is
+        never reset, so its limit is ``[start, start + n_slices·n_spokes_total_per_slice − 1]``.
+    h1_frequency_hz, field_strength_t, tr_ms, measurement_id:
+        Realistic acquisition facts for ``experimentalConditions``, ``acquisitionSystemInformation``,
+        ``sequenceParameters`` and ``measurementInformation``.
+
+    Returns
+    -------
+    The xsdata ``ismrmrdHeader``; serialise it with ``header.toXML("utf-8")``.
+    """
+    if trajectory not in RADIAL_TRAJECTORIES:
+        raise ValueError(f"trajectory must be one of {RADIAL_TRAJECTORIES}, not {trajectory!r}")
+    h, w = (int(m) for m in matrix)
+    if min(h, w, n_coils, n_frames, n_slices, n_spokes_total_per_slice, oversampling) < 1:
+        raise ValueError("matrix, coils, frames, slices, spokes and oversampling must all be positive")
+    fx, fy, fz = (float(v) for v in fov_mm)
+    last_counter = spoke_counter_start + n_slices * n_spokes_total_per_slice - 1
+    if last_counter > 65535:
+        raise ValueError(f"the global spoke counter would reach {last_counter}, beyond the uint16 idx range")
+    encoded = xsd.encodingSpaceType(
+        matrixSize=xsd.matrixSizeType(x=oversampling * w, y=oversampling * h, z=1),
+        fieldOfView_mm=xsd.fieldOfViewMm(x=oversampling * fx, y=oversampling * fy, z=fz))
+    recon = xsd.encodingSpaceType(matrixSize=xsd.matrixSizeType(x=w, y=h, z=1),
+                                  fieldOfView_mm=xsd.fieldOfViewMm(x=fx, y=fy, z=fz))
+    zero = _limit(0)
+    limits = xsd.encodingLimitsType(
+        kspace_encoding_step_0=_limit(oversampling * w - 1, (oversampling * w) // 2),
+        kspace_encoding_step_1=_limit(last_counter, 0, spoke_counter_start),
+        kspace_encoding_step_2=zero, average=zero, contrast=zero, repetition=zero, set=zero, segment=zero,
+        slice=_limit(n_slices - 1), phase=_limit(n_frames - 1))
+    description = None
+    if trajectory_identifier is not None:
+        description = xsd.trajectoryDescriptionType(identifier=trajectory_identifier)
+    encoding = xsd.encodingType(encodedSpace=encoded, reconSpace=recon, encodingLimits=limits,
+                                trajectory=xsd.trajectoryType(trajectory), trajectoryDescription=description)
+    return xsd.ismrmrdHeader(
+        version=1,
+        measurementInformation=xsd.measurementInformationType(
+            measurementID=measurement_id, patientPosition=xsd.patientPositionType.HFS,
+            protocolName="dainr_radial_cine"),
+        acquisitionSystemInformation=xsd.acquisitionSystemInformationType(
+            systemVendor="DA-INR Recon", systemModel="simulated", systemFieldStrength_T=field_strength_t,
+            receiverChannels=int(n_coils)),
+        experimentalConditions=xsd.experimentalConditionsType(H1resonanceFrequency_Hz=int(h1_frequency_hz)),
+        encoding=[encoding],
+        sequenceParameters=xsd.sequenceParametersType(TR=[float(tr_ms)]),
+    )
+
+
+def header_to_xml(header: xsd.ismrmrdHeader) -> bytes:
+    """Serialise an xsdata header to UTF-8 XML bytes."""
+    return xsd.ToXML(header, "utf-8").encode("utf-8")
+
+
+def parse_header(xml: bytes | str) -> xsd.ismrmrdHeader:
+    """Parse ISMRMRD XML (trailing NULs, as sent by MRD clients, are stripped); :class:`InputError` if invalid."""
+    if isinstance(xml, str):
+        xml = xml.encode("utf-8")
+    xml = bytes(xml).rstrip(b"\0 \t\r\n")
+    if not xml:
+        raise InputError("the ISMRMRD XML header is empty: write a valid header into /dataset/xml")
+    try:
+        header = xsd.CreateFromDocument(xml)
+    except Exception as exc:  # xsdata ParserError, TypeError for missing elements, UnicodeError, ...
+        reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+        raise InputError(f"the XML header is not a valid ISMRMRD header ({reason}): fix the header so it follows "
+                         "the ISMRMRD schema (namespace http://www.ismrm.org/ISMRMRD)") from None
+    if not isinstance(header, xsd.ismrmrdHeader):
+        raise InputError("the XML header is not an ISMRMRD header: its root must be <ismrmrdHeader> in namespace "
+                         "http://www.ismrm.org/ISMRMRD")
+    return header
+
+
+@dataclass(frozen=True)
+class EncodingInfo:
+    """What the reader takes from ``encoding[0]`` of a header.
+
+    Attributes
+    ----------
+    trajectory:
+        ``"radial"`` or ``"goldenangle"``.
+    identifier:
+        ``trajectoryDescription/identifier`` or None.
+    recon_matrix, encoded_matrix:
+        ``(x, y, z)`` matrix sizes.
+    recon_fov_mm, encoded_fov_mm:
+        ``(x, y, z)`` fields of view in mm.
+    limits:
+        ``{name: (minimum, maximum)}`` for ``kspace_encoding_step_1``, ``slice`` and ``phase`` where the header gives
+        them; absent names are derived from the data.
+    """
+
+    trajectory: str
+    identifier: str | None
+    recon_matrix: tuple[int, int, int]
+    encoded_matrix: tuple[int, int, int]
+    recon_fov_mm: tuple[float, float, float]
+    encoded_fov_mm: tuple[float, float, float]
+    limits: dict[str, tuple[int, int]]
+
+    @property
+    def readout_dk(self) -> float:
+        """Readout sample spacing ``reconFOV / (encodedFOV · reconMatrix)`` in cycles/pixel (read direction, x)."""
+        return self.recon_fov_mm[0] / (self.encoded_fov_mm[0] * self.recon_matrix[0])
+
+
+def _space(enc, name: str) -> tuple[tuple[int, int, int], tuple[float, float, float]]:
+    space = getattr(enc, name, None)
+    matrix = getattr(space, "matrixSize", None)
+    fov = getattr(space, "fieldOfView_mm", None)
+    if matrix is None or fov is None:
+        raise InputError(f"the ISMRMRD header has no {name} matrixSize/fieldOfView_mm in encoding 0: "
+                         "add them to the header")
+    m = tuple(int(getattr(matrix, a) if getattr(matrix, a) is not None else 1) for a in "xyz")
+    for axis, v in zip("xyz", m):
+        if v <= 0 or v > MAX_MATRIX:
+            raise InputError(f"the header's {name} matrix size {axis} = {v} is not in 1..{MAX_MATRIX}: "
+                             f"fix encoding/{name}/matrixSize in the header")
+    f = tuple(float(getattr(fov, a)) if getattr(fov, a) is not None else 0.0 for a in "xyz")
+    return m, f
+
+
+def encoding_info(header: xsd.ismrmrdHeader) -> EncodingInfo:
+    """Check ``encoding[0]`` against INPUT_POLICY.md §2 and return what the reader needs."""
+    encodings = getattr(header, "encoding", None) or []
+    if not encodings:
+        raise InputError("the ISMRMRD header has no <encoding>: add an encoding with the radial trajectory, "
+                         "encoded and recon spaces")
+    enc = encodings[0]
+    traj = getattr(enc, "trajectory", None)
+    traj_name = getattr(traj, "value", traj)
+    if traj_name not in RADIAL_TRAJECTORIES:
+        raise InputError(f"encoding 0 has trajectory {traj_name!r}, but DA-INR reconstructs radial data only: "
+                         "use a radial or goldenangle acquisition (or set <trajectory> if the data are radial)")
+    recon_m, recon_f = _space(enc, "reconSpace")
+    enc_m, enc_f = _space(enc, "encodedSpace")
+    if recon_f[0] <= 0 or enc_f[0] <= 0:
+        raise InputError("the header's fieldOfView_mm x must be positive in encodedSpace and reconSpace: "
+                         "fix the header's fields of view")
+    limits: dict[str, tuple[int, int]] = {}
+    enc_limits = getattr(enc, "encodingLimits", None)
+    for name in _LIMIT_NAMES:
+        lim = getattr(enc_limits, name, None) if enc_limits is not None else None
+        if lim is not None and lim.maximum is not None:
+            lo = int(lim.minimum or 0)
+            hi = int(lim.maximum)
+            if hi < lo:
+                raise InputError(f"encodingLimits/{name} has maximum {hi} below minimum {lo}: fix the header")
+            limits[name] = (lo, hi)
+    desc = getattr(enc, "trajectoryDescription", None)
+    identifier = getattr(desc, "identifier", None) if desc is not None else None
+    return EncodingInfo(trajectory=traj_name, identifier=identifier, recon_matrix=recon_m, encoded_matrix=enc_m,
+                        recon_fov_mm=recon_f, encoded_fov_mm=enc_f, limits=limits)
