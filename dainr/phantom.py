@@ -16,7 +16,8 @@ Geometry and conventions
   ``c(t) = (1 - cos 2πt) / 2`` is 0 at frame 0 (end-diastole) and 1 at mid-cycle (end-systole). The LV blood pool
   shrinks with ``c``, while the myocardial area is conserved, so the wall thickens in systole; the RV crescent
   narrows, the heart twists and shifts a little, and the descending aorta pulses.
-* Contrast is bSSFP-like: bright blood and fat, darker myocardium and muscle, near-black lungs.
+* Contrast is bSSFP-like: bright blood and fat, darker myocardium and muscle, near-black lungs with a few small
+  pulmonary vessels (sub-pixel to two pixels wide at 128², fine detail for a reconstruction to resolve).
 * A smooth complex phase (quadratic polynomial, a few radians across the field of view, varying slightly over the
   cycle) multiplies the magnitude; ``max |images| == 1``.
 * ``seed`` jitters the size of the body, the position/size/orientation of the heart, the ejection fraction, the
@@ -148,11 +149,13 @@ class _Anatomy:
     intensity: dict[str, float]
     phase_coeffs: np.ndarray       # (6,) for 1, x, y, x², xy, y²
     phase_dynamic: np.ndarray      # (3,) amplitude, x and y weights of the time-varying part
+    lung_vessels: np.ndarray       # (n, 4) lung (0 right, 1 left), radius and angle inside the lung, vessel radius
 
 
 _NOMINAL_INTENSITY = {
     "fat": 0.85, "body": 0.36, "lung": 0.04, "myocardium": 0.27, "papillary": 0.30, "lv_blood": 1.0,
     "rv_blood": 0.93, "aorta": 0.88, "marrow": 0.55, "cortex": 0.07, "csf": 0.80, "cord": 0.42,
+    "vessel": 0.30,
 }
 
 
@@ -161,7 +164,13 @@ def _anatomy(rng: np.random.Generator) -> _Anatomy:
         return float(rng.uniform(-scale, scale))
 
     intensity = {k: v * (1.0 + jitter(0.08)) for k, v in _NOMINAL_INTENSITY.items()}
-    phase = np.array([rng.uniform(-np.pi, np.pi), jitter(1.2), jitter(1.2), jitter(0.6), jitter(0.6), jitter(0.6)])
+    n_vessels = 14
+    vessels = np.stack([np.arange(n_vessels) % 2, np.sqrt(rng.uniform(0.05, 0.75, n_vessels)),
+                        rng.uniform(0.0, 2.0 * np.pi, n_vessels), rng.uniform(0.010, 0.022, n_vessels)], axis=1)
+    # a linear gradient of 0.9-1.6 rad/unit in a random direction (1.5-3 rad across the body) plus quadratic terms
+    slope, direction = rng.uniform(0.9, 1.6), rng.uniform(0.0, 2.0 * np.pi)
+    phase = np.array([rng.uniform(-np.pi, np.pi), slope * np.cos(direction), slope * np.sin(direction),
+                      jitter(0.6), jitter(0.6), jitter(0.6)])
     return _Anatomy(
         body_a=0.90 * (1.0 + jitter(0.04)), body_b=0.66 * (1.0 + jitter(0.05)),
         fat_front=0.055 * (1.0 + jitter(0.25)), fat_side=0.04 * (1.0 + jitter(0.25)),
@@ -171,6 +180,7 @@ def _anatomy(rng: np.random.Generator) -> _Anatomy:
         ejection_fraction=0.60 + jitter(0.08), twist=np.deg2rad(3.0 + jitter(1.5)),
         intensity=intensity, phase_coeffs=phase,
         phase_dynamic=np.array([0.15 + jitter(0.05), jitter(1.0), jitter(1.0)]),
+        lung_vessels=vessels,
     )
 
 
@@ -185,8 +195,14 @@ def _draw_static(canvas: _Canvas, an: _Anatomy) -> None:
     canvas.paint(i["body"], BODY, 0.0, by + 0.3 * (an.fat_front - an.fat_side),
                  an.body_a - an.fat_side, an.body_b - 0.5 * (an.fat_front + an.fat_side), p=2.4)
     lx, ly = an.lung_shift
-    canvas.paint(i["lung"], LUNG, -0.45 + lx, 0.02 + ly, 0.26, 0.40, angle=np.deg2rad(12.0), p=2.2)
-    canvas.paint(i["lung"], LUNG, 0.47 + lx, 0.04 + ly, 0.24, 0.38, angle=np.deg2rad(-12.0), p=2.2)
+    lungs = ((-0.45 + lx, 0.02 + ly, 0.26, 0.40, np.deg2rad(12.0)), (0.47 + lx, 0.04 + ly, 0.24, 0.38, np.deg2rad(-12.0)))
+    for cx, cy, a, b, ang in lungs:
+        canvas.paint(i["lung"], LUNG, cx, cy, a, b, angle=ang, p=2.2)
+    # pulmonary vessels: small bright-ish dots, fine detail for the reconstruction to resolve
+    for which, rho, theta, radius in an.lung_vessels:
+        cx, cy, a, b, ang = lungs[int(which)]
+        dx, dy = _rotate(rho * a * np.cos(theta), rho * b * np.sin(theta), ang)
+        canvas.paint(i["vessel"], LUNG, cx + dx, cy + dy, radius, radius)
     # vertebra: dark cortical shell, bright marrow, posterior arch, spinal canal (CSF) with the cord
     sy = by + an.body_b - 0.30
     canvas.paint(i["cortex"], SPINE, 0.0, sy, 0.115, 0.095, p=2.6)
@@ -218,11 +234,11 @@ def _draw_heart(canvas: _Canvas, an: _Anatomy, contraction: float) -> None:
         fx, fy = place(0.08 + (r_epi + 0.015) * np.cos(ang), (r_epi + 0.015) * np.sin(ang))
         canvas.paint(i["fat"], FAT, fx, fy, 0.05 * s, 0.03 * s, angle=rot + ang)
 
-    # RV crescent: an ellipse left of the LV whose right part the LV covers; it narrows in systole
-    rv_dx = -(r_epi + 0.045 - 0.03 * c)
-    rvx, rvy = place(0.08 + rv_dx, -0.035)
-    rv_a, rv_b = 0.135 * (1.0 - 0.30 * c), 0.245 * (1.0 - 0.10 * c)
-    rv_angle = rot + np.deg2rad(-22.0)
+    # RV crescent: a tall ellipse centred on the LV's septal edge, so that the LV covers its right half and the rest
+    # wraps around the septum; the free wall moves towards the septum in systole
+    rvx, rvy = place(0.08 - r_epi + 0.01, -0.03)
+    rv_a, rv_b = 0.17 * (1.0 - 0.35 * c), 0.29 * (1.0 - 0.08 * c)
+    rv_angle = rot + np.deg2rad(-15.0)
     rv_wall = 0.022
     canvas.paint(i["myocardium"], MYOCARDIUM, rvx, rvy, (rv_a + rv_wall) * s, (rv_b + rv_wall) * s, rv_angle)
     canvas.paint(i["rv_blood"], RV_BLOOD, rvx, rvy, rv_a * s, rv_b * s, rv_angle)
@@ -283,7 +299,7 @@ def analytic_coil_maps(shape: tuple[int, int], coils: int, seed: int = 0) -> np.
     if coils == 1:
         return np.ones((1, h, w), dtype=np.complex64)
     x, y, _ = _unit_grid(h, w)
-    rng = np.random.default_rng([int(seed), 0xC011])
+    rng = np.random.default_rng([int(seed) % 2**64, 0xC011])
     start = rng.uniform(0.0, 2.0 * np.pi)
     angles = start + 2.0 * np.pi * (np.arange(coils) + rng.uniform(-0.15, 0.15, coils)) / coils
     ra, rb = 1.02 * (1.0 + rng.uniform(-0.05, 0.05)), 0.80 * (1.0 + rng.uniform(-0.05, 0.05))
@@ -332,7 +348,7 @@ def cardiac_phantom(matrix: int = 128, frames: int = 20, coils: int = 8, seed: i
     if coils < 1:
         raise ValueError(f"coils must be >= 1, got {coils}")
 
-    anatomy = _anatomy(np.random.default_rng([int(seed), 0xCA4D]))
+    anatomy = _anatomy(np.random.default_rng([int(seed) % 2**64, 0xCA4D]))
     x, y, pixel = _unit_grid(h, w)
     static = _Canvas(x, y, pixel)
     _draw_static(static, anatomy)

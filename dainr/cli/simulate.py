@@ -39,7 +39,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def _check(args: argparse.Namespace) -> None:
-    for name, lo, hi in (("matrix", 8, 1024), ("frames", 1, 1000), ("coils", 1, 128), ("spokes", 1, 4096),
+    for name, lo, hi in (("matrix", 16, 1024), ("frames", 1, 1000), ("coils", 1, 128), ("spokes", 1, 4096),
                          ("slices", 1, 256), ("oversampling", 1, 4)):
         v = getattr(args, name)
         if not lo <= v <= hi:
