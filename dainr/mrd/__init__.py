@@ -1,0 +1,36 @@
+"""The ISMRMRD adapter: the only part of DA-INR Recon that imports ``ismrmrd``.
+
+Raw data in (files, Gadgetron, MRD socket) become :class:`~dainr.data.CineData` per slice; reconstructed cines go
+out as ``ismrmrd.Image`` objects with headers copied from the acquisitions.
+
+* :func:`build_header` — an ISMRMRD header for a radial cine;
+* :func:`write_raw` / :func:`read_raw` — ISMRMRD raw HDF5 files;
+* :func:`assemble_series` — acquisitions received one by one (Gadgetron, MRD server) into a :class:`RawSeries`;
+* :func:`to_images`, :func:`write_images`, :func:`read_images` — output images.
+
+Input checks follow ``shared/design/INPUT_POLICY.md``; every refusal is a one-line :class:`dainr.errors.InputError`.
+"""
+
+from dainr.mrd.acquisitions import AcquisitionTable
+from dainr.mrd.header import EncodingInfo, build_header, encoding_info, header_to_xml, parse_header
+from dainr.mrd.images import read_images, to_images, write_images
+from dainr.mrd.raw_reader import read_raw
+from dainr.mrd.raw_writer import write_raw
+from dainr.mrd.series import RawSeries, TrajectoryOverride, assemble_series
+
+__all__ = [
+    "AcquisitionTable",
+    "EncodingInfo",
+    "RawSeries",
+    "TrajectoryOverride",
+    "assemble_series",
+    "build_header",
+    "encoding_info",
+    "header_to_xml",
+    "parse_header",
+    "read_images",
+    "read_raw",
+    "to_images",
+    "write_images",
+    "write_raw",
+]

@@ -1,0 +1,137 @@
+"""Reconstructed cines as ``ismrmrd.Image`` objects, and ISMRMRD image files.
+
+Image numbering: one image per frame and slice, ``image_series_index`` given by the caller, ``phase`` = frame,
+``slice`` = ``idx.slice``, and ``image_index`` running 1-based over slices × frames, slice-major:
+``image_index = image_index_start + frame`` with the default ``image_index_start = 1 + slice_index · n_frames``
+(so S slices of F frames are numbered 1..S·F).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+import h5py
+import ismrmrd
+import numpy as np
+
+from dainr.data import CineData
+from dainr.mrd.atomic import atomic_path
+
+_GEOMETRY = ("position", "read_dir", "phase_dir", "slice_dir", "patient_table_position")
+
+
+def _reference(ref) -> ismrmrd.Acquisition:
+    """A header-only acquisition to copy time stamps and user fields from (no sample buffers allocated)."""
+    head = ismrmrd.AcquisitionHeader()
+    if ref is not None:
+        head = ismrmrd.AcquisitionHeader.from_buffer_copy(bytes(ref.getHead() if hasattr(ref, "getHead") else ref))
+    head.number_of_samples = 0
+    head.active_channels = 0
+    head.trajectory_dimensions = 0
+    return ismrmrd.Acquisition(bytes(head))
+
+
+def to_images(cine: CineData, images: np.ndarray, series_index: int = 1, complex_output: bool = False,
+              image_index_start: int | None = None) -> list[ismrmrd.Image]:
+    """One ``ismrmrd.Image`` per frame of a reconstructed slice.
+
+    Parameters
+    ----------
+    cine:
+        The slice the images come from: geometry, ``slice_index`` and ``frame_refs`` (per-frame acquisition headers,
+        whose time stamps, physiology stamps and user fields are copied).
+    images:
+        ``(frames, H, W)`` complex (``[..., y, x]``).
+    series_index:
+        ``image_series_index``.
+    complex_output:
+        complex64 images (``IMTYPE_COMPLEX``) instead of float32 magnitude (``IMTYPE_MAGNITUDE``).
+    image_index_start:
+        ``image_index`` of frame 0; default ``1 + slice_index · frames`` (see the module docstring).
+
+    Returns
+    -------
+    ``frames`` images of shape ``(1, 1, H, W)`` with matrix_size ``(W, H, 1)``, ``field_of_view`` the recon FOV.
+    """
+    images = np.asarray(images)
+    if images.ndim != 3:
+        raise ValueError(f"images must be (frames, H, W), not {images.shape}")
+    n_frames = images.shape[0]
+    start = 1 + cine.slice_index * n_frames if image_index_start is None else int(image_index_start)
+    if start < 0 or start + n_frames - 1 > 65535:
+        raise ValueError(f"image_index {start}..{start + n_frames - 1} does not fit the uint16 header field")
+    refs = cine.frame_refs or []
+    geo = cine.geometry
+    out = []
+    for f in range(n_frames):
+        if complex_output:
+            arr, image_type = np.ascontiguousarray(images[f], np.complex64), ismrmrd.IMTYPE_COMPLEX
+        else:
+            arr, image_type = np.ascontiguousarray(np.abs(images[f]), np.float32), ismrmrd.IMTYPE_MAGNITUDE
+        fields = {name: tuple(float(v) for v in getattr(geo, name)) for name in _GEOMETRY}
+        img = ismrmrd.Image.from_array(
+            arr, acquisition=_reference(refs[f] if f < len(refs) else None), transpose=False,
+            image_type=image_type, image_series_index=int(series_index), image_index=start + f,
+            slice=int(cine.slice_index), phase=f, field_of_view=tuple(float(v) for v in geo.fov_mm), **fields)
+        out.append(img)
+    return out
+
+
+def write_images(path: str | os.PathLike, image_list: Sequence[ismrmrd.Image], group: str = "dataset",
+                 header_xml: bytes | str | None = None) -> Path:
+    """Write images as ``<group>/image_<image_series_index>`` (the layout of Gadgetron's clients), atomically.
+
+    All images of one series must share a shape. ``header_xml``, when given, is written to ``<group>/xml``.
+    """
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        dset = ismrmrd.Dataset(str(tmp), group, True)
+        try:
+            if header_xml is not None:
+                dset.write_xml_header(header_xml.encode("utf-8") if isinstance(header_xml, str) else header_xml)
+            shapes: dict[int, tuple] = {}
+            for img in image_list:
+                series = int(img.image_series_index)
+                if shapes.setdefault(series, img.data.shape) != img.data.shape:
+                    raise ValueError(f"images of series {series} differ in shape ({shapes[series]} and "
+                                     f"{img.data.shape}); give each shape its own image_series_index")
+                dset.append_image(f"image_{series}", img)
+        finally:
+            dset.close()
+    return path
+
+
+def _pixels(raw: np.ndarray) -> np.ndarray:
+    if raw.dtype.names is not None:  # ISMRMRD stores complex as a (real, imag) compound
+        return (raw["real"] + 1j * raw["imag"]).astype(np.complex128 if raw["real"].dtype == np.float64
+                                                      else np.complex64)
+    return raw
+
+
+def read_images(path: str | os.PathLike, group: str = "dataset") -> dict[int, list[ismrmrd.Image]]:
+    """Read every ``<group>/image_<n>`` of an ISMRMRD file (read-only): ``{n: [images in stored order]}``."""
+    out: dict[int, list[ismrmrd.Image]] = {}
+    with h5py.File(str(path), "r") as f:
+        grp = f[group]
+        for name in grp:
+            if not name.startswith("image_") or not isinstance(grp[name], h5py.Group):
+                continue
+            try:
+                series = int(name[len("image_"):])
+            except ValueError:
+                continue
+            node = grp[name]
+            headers = node["header"][...]
+            attributes = node["attributes"][...] if "attributes" in node else [""] * len(headers)
+            data = node["data"]
+            images = []
+            for i in range(len(headers)):
+                attr = attributes[i]
+                attr = attr.decode("utf-8") if isinstance(attr, bytes) else str(attr)
+                img = ismrmrd.Image(headers[i:i + 1].tobytes(), attr)
+                img.data[:] = _pixels(data[i]).reshape(img.data.shape)
+                images.append(img)
+            out[series] = images
+    return out

@@ -1,0 +1,120 @@
+"""Reading an ISMRMRD raw HDF5 file into a :class:`~dainr.mrd.series.RawSeries`.
+
+The file is opened read-only and checked step by step (INPUT_POLICY.md §1): path, HDF5, groups, header, then the
+acquisition table, which is read in one call (not one HDF5 row per acquisition) and assembled by
+:func:`dainr.mrd.series.assemble_table`, the same code the streaming front ends use.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from dainr.errors import InputError
+from dainr.mrd.acquisitions import AcquisitionTable
+from dainr.mrd.header import encoding_info, parse_header
+from dainr.mrd.series import RawSeries, TrajectoryOverride, assemble_table
+from dainr.mrd.validation import one_line
+
+log = logging.getLogger(__name__)
+
+_ACQ_FIELDS = {"head", "traj", "data"}
+
+
+def _open(path: Path) -> h5py.File:
+    if not os.path.lexists(path):
+        raise InputError(f"{path}: file not found: check the path to the ISMRMRD raw data file")
+    if path.is_dir():
+        raise InputError(f"{path} is a directory: give the ISMRMRD raw data file (.h5) inside it")
+    try:
+        is_hdf5 = h5py.is_hdf5(str(path))
+    except OSError as exc:
+        raise InputError(f"{path} cannot be read ({one_line(exc)}): check the file's permissions") from None
+    if not is_hdf5:
+        raise InputError(f"{path} is not an HDF5 file: DA-INR reads ISMRMRD raw data (HDF5 with /dataset/xml and "
+                         "/dataset/data); convert the raw data (e.g. siemens_to_ismrmrd)")
+    try:
+        return h5py.File(str(path), "r")
+    except OSError as exc:
+        raise InputError(f"{path} is a truncated or corrupt HDF5 file ({one_line(exc)}): copy or export it again") \
+            from None
+
+
+def _read_xml(path: Path, node) -> bytes:
+    if not isinstance(node, h5py.Dataset):
+        raise InputError(f"{path}: {node.name} is not a dataset: store the ISMRMRD XML header as a string dataset")
+    value = node[()] if node.shape in ((), None) else (node[0] if node.size else b"")
+    if isinstance(value, np.ndarray):
+        value = value.tobytes()
+    if isinstance(value, str):
+        value = value.encode("utf-8")
+    return bytes(value)
+
+
+def read_raw(path: str | os.PathLike, group: str = "dataset", *,
+             trajectory_override: TrajectoryOverride | None = None) -> RawSeries:
+    """Read an ISMRMRD raw file.
+
+    Parameters
+    ----------
+    path:
+        The HDF5 file (opened read-only; nothing is created).
+    group:
+        The ISMRMRD dataset group, ``dataset`` by default.
+    trajectory_override:
+        How to compute angles for spokes without ``traj``.
+
+    Returns
+    -------
+    :class:`RawSeries` with the parsed header, its XML, one :class:`~dainr.data.CineData` per slice (sorted by
+    ``idx.slice``) and the noise samples.
+
+    Raises
+    ------
+    InputError
+        With a one-line message naming the cause and the fix, when the file breaks INPUT_POLICY.md.
+    """
+    path = Path(path)
+    group = group.strip("/") or "dataset"
+    with _open(path) as f:
+        try:
+            grp = f.get(group)
+            if not isinstance(grp, h5py.Group):
+                names = ", ".join(sorted(f.keys())[:5]) or "none"
+                raise InputError(f"{path} has no /{group} group (top-level groups: {names}): pass the group that "
+                                 "holds the ISMRMRD data")
+            if "xml" not in grp:
+                raise InputError(f"{path} has no /{group}/xml header: it is not ISMRMRD raw data; write the ISMRMRD "
+                                 "XML header into /dataset/xml")
+            header_xml = _read_xml(path, grp["xml"]).rstrip(b"\0")
+            data = grp.get("data")
+            if not isinstance(data, h5py.Dataset) or data.shape is None or data.size == 0:
+                hint = " (it holds images: give the raw data file, not the reconstructed one)" \
+                    if any(k.startswith("image") for k in grp.keys()) else ""
+                raise InputError(f"{path} has no acquisitions in /{group}/data{hint}: give an ISMRMRD raw data file "
+                                 "with the acquisitions")
+            if data.dtype.names is None or not _ACQ_FIELDS <= set(data.dtype.names):
+                raise InputError(f"{path}: /{group}/data is not an ISMRMRD acquisition table (fields head, traj, "
+                                 "data): give an ISMRMRD raw data file")
+            header = parse_header(header_xml)
+            info = encoding_info(header)
+            records = data[...]
+        except InputError:
+            raise
+        except (OSError, ValueError, KeyError, RuntimeError) as exc:
+            raise InputError(f"{path} cannot be read ({one_line(exc)}): the HDF5 file is corrupt or truncated; "
+                             "copy or export it again") from None
+    try:
+        table = AcquisitionTable.from_records(records)
+    except (ValueError, KeyError) as exc:
+        raise InputError(f"{path}: /{group}/data has an unexpected acquisition header layout ({one_line(exc)}): "
+                         "write the file with an ISMRMRD 1.x library") from None
+    del records
+    slices, noise = assemble_table(info, table, trajectory_override)
+    log.info("read %s: %d slice(s), %d frame(s), %d coil(s)", path, len(slices), slices[0].n_frames,
+             slices[0].n_coils)
+    return RawSeries(header=header, header_xml=header_xml, slices=slices, noise=noise)

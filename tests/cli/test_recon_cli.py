@@ -1,0 +1,101 @@
+"""``dainr simulate`` + ``dainr recon`` end to end, and the refusal of bad input files."""
+
+import json
+import subprocess
+import sys
+
+import h5py
+import numpy as np
+import pytest
+
+from dainr.cli import main
+from dainr.mrd import read_images
+from tests.conftest import simulate_file
+
+
+def test_recon_baselines_end_to_end(raw_file, tmp_path):
+    raw, truth = raw_file
+    psnr = {}
+    for method in ("adjoint", "cgsense"):
+        out, rep = tmp_path / f"{method}.h5", tmp_path / f"{method}.json"
+        assert main(["recon", str(raw), "-o", str(out), "--method", method, "--preset", "cpu-test", "--truth",
+                     str(truth), "--report", str(rep), "-q"]) == 0
+        images = read_images(out, "dataset")[1]
+        assert len(images) == 4
+        assert [im.getHead().phase for im in images] == [0, 1, 2, 3]
+        report = json.loads(rep.read_text())
+        assert report["slices"][0]["method"] == method
+        psnr[method] = report["psnr"]
+    assert psnr["cgsense"] > psnr["adjoint"]
+
+
+def test_recon_dainr_cpu_test_preset(raw_file, tmp_path):
+    raw, truth = raw_file
+    out, gif = tmp_path / "dainr.h5", tmp_path / "p.gif"
+    assert main(["recon", str(raw), "-o", str(out), "--preset", "cpu-test", "--truth", str(truth),
+                 "--preview", str(gif), "-q"]) == 0
+    images = read_images(out, "dataset")[1]
+    assert len(images) == 4 and gif.stat().st_size > 0
+    assert np.isfinite(images[0].data).all()
+
+
+def test_output_group_and_complex(raw_file, tmp_path):
+    raw, _ = raw_file
+    out = tmp_path / "c.h5"
+    assert main(["recon", str(raw), "-o", str(out), "--method", "adjoint", "--group", "mygroup", "--complex",
+                 "--series", "7", "-q"]) == 0
+    with h5py.File(out, "r") as f:
+        assert "mygroup/image_7" in f
+    im = read_images(out, "mygroup")[7][0]
+    assert np.iscomplexobj(im.data)
+
+
+def _bad_files(tmp_path):
+    text = tmp_path / "text.h5"
+    text.write_text("this is not HDF5\n")
+    empty_h5 = tmp_path / "nodataset.h5"
+    with h5py.File(empty_h5, "w") as f:
+        f.create_group("other")
+    bad_xml = tmp_path / "badxml.h5"
+    raw, _ = simulate_file(tmp_path / "good.h5", matrix=16, frames=2, coils=2, spokes=4)
+    import shutil
+
+    shutil.copy(raw, bad_xml)
+    with h5py.File(bad_xml, "r+") as f:
+        del f["dataset/xml"]
+        f.create_dataset("dataset/xml", data=np.array([b"<notismrmrd>hello</notismrmrd>"], dtype=object),
+                         dtype=h5py.string_dtype())
+    noise_only = tmp_path / "noiseonly.h5"
+    shutil.copy(raw, noise_only)
+    with h5py.File(noise_only, "r+") as f:
+        data = f["dataset/data"][:]
+        flags = data["head"]["flags"]
+        keep = data[(flags & np.uint64(1 << 18)) != 0]  # ACQ_IS_NOISE_MEASUREMENT = bit 19 (1-based)
+        del f["dataset/data"]
+        f.create_dataset("dataset/data", data=keep, maxshape=(None,), chunks=True)
+    return {
+        "missing": (tmp_path / "does_not_exist.h5", "not found"),
+        "not hdf5": (text, "HDF5"),
+        "no dataset": (empty_h5, "dataset"),
+        "bad header": (bad_xml, "ISMRMRD"),
+        "no imaging": (noise_only, "imaging"),
+    }
+
+
+def test_bad_inputs_one_line_nonzero(tmp_path, capsys):
+    for name, (path, words) in _bad_files(tmp_path).items():
+        out = tmp_path / f"out_{name.replace(' ', '_')}.h5"
+        rc = main(["recon", str(path), "-o", str(out), "--method", "adjoint", "-q"])
+        err = capsys.readouterr().err.strip()
+        assert rc != 0, name
+        assert len(err.splitlines()) == 1, (name, err)
+        assert words.lower() in err.lower(), (name, err)
+        assert "Traceback" not in err
+        assert not out.exists(), name
+
+
+def test_console_script_exit_status(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "dainr", "recon", str(tmp_path / "missing.h5"), "-o",
+                        str(tmp_path / "o.h5")], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2
+    assert len(r.stderr.strip().splitlines()) == 1 and "missing.h5" in r.stderr

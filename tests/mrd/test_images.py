@@ -1,0 +1,78 @@
+"""to_images / write_images / read_images."""
+
+from __future__ import annotations
+
+import h5py
+import ismrmrd
+import numpy as np
+import pytest
+
+from dainr.mrd import read_images, read_raw, to_images, write_images, write_raw
+
+from .helpers import FRAMES, H, W, header_for, make_slices
+
+
+def _cine_series(tmp_path, n_slices=2):
+    slices = make_slices(n_slices=n_slices)
+    path = tmp_path / "raw.h5"
+    write_raw(path, header_for(slices), slices)
+    return read_raw(path)
+
+
+def _images(seed, frames=FRAMES):
+    rng = np.random.default_rng(seed)
+    return (rng.standard_normal((frames, H, W)) + 1j * rng.standard_normal((frames, H, W))).astype(np.complex64)
+
+
+@pytest.mark.parametrize("complex_output", [False, True])
+def test_images_round_trip_with_headers(tmp_path, complex_output):
+    series = _cine_series(tmp_path)
+    recon = [_images(s) for s in range(2)]
+    images = [img for cine, rec in zip(series.slices, recon)
+              for img in to_images(cine, rec, series_index=3, complex_output=complex_output)]
+    out = tmp_path / "img.h5"
+    write_images(out, images, header_xml=series.header_xml)
+    back = read_images(out)
+    assert list(back) == [3]
+    got = back[3]
+    assert len(got) == 2 * FRAMES
+    for n, img in enumerate(got):
+        sl, f = divmod(n, FRAMES)
+        cine = series.slices[sl]
+        ref = cine.frame_refs[f]
+        assert img.image_series_index == 3
+        assert img.image_index == n + 1  # 1-based, slice-major over slices × frames
+        assert (img.slice, img.phase) == (sl, f)
+        assert img.image_type == (ismrmrd.IMTYPE_COMPLEX if complex_output else ismrmrd.IMTYPE_MAGNITUDE)
+        assert tuple(img.getHead().matrix_size) == (W, H, 1)
+        assert img.data.shape == (1, 1, H, W)
+        np.testing.assert_allclose(img.field_of_view, cine.geometry.fov_mm)
+        for name in ("position", "read_dir", "phase_dir", "slice_dir", "patient_table_position"):
+            np.testing.assert_allclose(getattr(img, name), getattr(cine.geometry, name), err_msg=name)
+        assert img.acquisition_time_stamp == ref.acquisition_time_stamp
+        expected = recon[sl][f] if complex_output else np.abs(recon[sl][f])
+        assert img.data.dtype == (np.complex64 if complex_output else np.float32)
+        np.testing.assert_allclose(img.data[0, 0], expected, rtol=1e-6)
+    with h5py.File(out, "r") as f:
+        assert b"ismrmrdHeader" in bytes(f["dataset/xml"][0])
+
+
+def test_image_index_start_and_missing_refs(tmp_path):
+    series = _cine_series(tmp_path, n_slices=1)
+    cine = series.slices[0]
+    cine.frame_refs = None
+    imgs = to_images(cine, _images(0), series_index=1, image_index_start=10)
+    assert [i.image_index for i in imgs] == [10, 11, 12]
+    np.testing.assert_allclose(imgs[0].position, cine.geometry.position)
+
+
+def test_write_images_rejects_mixed_shapes_atomically(tmp_path):
+    series = _cine_series(tmp_path, n_slices=1)
+    cine = series.slices[0]
+    a = to_images(cine, _images(0))
+    b = to_images(cine, _images(1)[:, :8, :])
+    out = tmp_path / "bad.h5"
+    with pytest.raises(ValueError):
+        write_images(out, a + b)
+    assert not out.exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
