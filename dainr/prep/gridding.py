@@ -65,7 +65,8 @@ def time_averaged_coil_images(cine: CineData, cutoff: float | None = None) -> np
             return np.zeros((cine.n_coils, h, w), np.complex64)
         ksp, traj, dens, radius = ksp[..., keep], traj[:, keep], dens[:, keep], radius[:, keep]
         dens = dens * hann_window(radius, cutoff).astype(np.float32)
-    op = MultiCoilNufft(torch.from_numpy(np.ascontiguousarray(traj[None])), torch.ones((1, h, w), dtype=torch.complex64))
+    ones = torch.ones((1, h, w), dtype=torch.complex64)  # per-coil images: no maps
+    op = MultiCoilNufft(torch.from_numpy(np.ascontiguousarray(traj[None])), ones)
     y = torch.from_numpy(np.ascontiguousarray((ksp * dens[None]).astype(np.complex64)))[None]
     with torch.no_grad():
         return op.adjoint_coils(y)[0].numpy().astype(np.complex64, copy=False)

@@ -17,8 +17,8 @@ import numpy as np
 
 from dainr.errors import InputError
 
-#: Covariances whose condition number exceeds this are refused: a dead or duplicated channel.
-MAX_CONDITION = 1e10
+#: Covariances whose condition number exceeds this are refused: a dead or duplicated channel (real arrays: < 1e3).
+MAX_CONDITION = 1e6
 
 
 def noise_covariance(noise: np.ndarray) -> np.ndarray:
@@ -69,18 +69,18 @@ def prewhitening_matrix(cov: np.ndarray, bandwidth_ratio: float = 1.0) -> np.nda
     if cov.ndim != 2 or cov.shape[0] != cov.shape[1]:
         raise InputError(f"noise covariance must be square (coils, coils), got shape {cov.shape}")
     if not np.all(np.isfinite(cov)):
-        raise InputError("noise covariance has NaN/Inf entries; the noise scans are corrupt, rerun without prewhitening")
+        raise InputError("noise covariance has NaN/Inf entries: corrupt noise scans; set prep.prewhiten=false")
     if not bandwidth_ratio > 0 or not np.isfinite(bandwidth_ratio):
         raise InputError(f"bandwidth ratio must be a positive number, got {bandwidth_ratio}")
     cov = 0.5 * (cov + cov.conj().T)
     eig = np.linalg.eigvalsh(cov)
     if eig[-1] <= 0 or eig[0] <= eig[-1] / MAX_CONDITION:
         raise InputError(f"noise covariance is singular (eigenvalues {eig[0]:.3g}..{eig[-1]:.3g}); a coil is dead or "
-                         "duplicated: drop it or rerun without prewhitening")
+                         "duplicated: drop it or set prep.prewhiten=false")
     try:
         chol = np.linalg.cholesky(cov)
     except np.linalg.LinAlgError:  # pragma: no cover - the eigenvalue test above catches this first
-        raise InputError("noise covariance is not positive definite; rerun without prewhitening") from None
+        raise InputError("noise covariance is not positive definite; set prep.prewhiten=false") from None
     w = np.linalg.solve(chol, np.eye(cov.shape[0])) * np.sqrt(bandwidth_ratio)
     return np.tril(w).astype(np.complex64)
 

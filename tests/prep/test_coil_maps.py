@@ -1,5 +1,3 @@
-import time
-
 import numpy as np
 import pytest
 
@@ -7,7 +5,7 @@ from dainr.errors import ConfigError
 from dainr.prep import estimate_coil_maps, time_averaged_coil_images, walsh_maps
 from dainr.prep.coil_maps import reference_phase, reference_vector, signal_mask
 
-from .conftest import SHARED_DATA, analytic_maps, simulate, smooth_object
+from .simulated import SHARED_DATA, analytic_maps, simulate, smooth_object
 
 
 def _unit(maps):
@@ -97,15 +95,6 @@ def test_maps_follow_non_square_matrix_and_padded_spokes():
 def test_unknown_method_is_refused(simulated):
     with pytest.raises(ConfigError, match="coil-map method"):
         estimate_coil_maps(simulated.cine, method="nope")
-
-
-def test_walsh_is_fast_on_128_squared_12_coils():
-    rng = np.random.default_rng(0)
-    images = (rng.standard_normal((12, 128, 128)) + 1j * rng.standard_normal((12, 128, 128))).astype(np.complex64)
-    t0 = time.perf_counter()
-    walsh_maps(images, kernel=5)
-    # Generous bound (the point is: no per-pixel Python loop); a typical CPU takes ~0.2 s.
-    assert time.perf_counter() - t0 < 5.0
 
 
 # --- the real 12-coil radial frame ------------------------------------------------------------------------------

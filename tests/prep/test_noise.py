@@ -57,6 +57,7 @@ def test_prewhiten_along_kspace_coil_axis():
 
 @pytest.mark.parametrize("bad, why", [
     ("duplicate", "singular"),
+    ("near-duplicate", "singular"),
     ("dead", "singular"),
     ("nan", "NaN"),
 ])
@@ -64,6 +65,8 @@ def test_bad_covariance_is_refused(bad, why):
     noise, _ = correlated_noise(4, 5_000)
     if bad == "duplicate":
         noise[3] = noise[2]
+    elif bad == "near-duplicate":
+        noise[3] = noise[2] + 1e-4 * noise[0]
     elif bad == "dead":
         noise[1] = 0
     else:

@@ -2,7 +2,7 @@ import numpy as np
 
 from dainr.prep import PreparedCine, intensity_scale, noise_covariance, prepare
 
-from .conftest import analytic_maps, simulate, smooth_object
+from .simulated import analytic_maps, simulate, smooth_object
 
 
 def correlated_cine(noise_std: float = 0.02):

@@ -4,7 +4,7 @@ import pytest
 from dainr.errors import InputError
 from dainr.prep import apply_scale, estimate_coil_maps, intensity_scale, undo_scale
 
-from .conftest import analytic_maps, simulate, smooth_object
+from .simulated import analytic_maps, simulate, smooth_object
 
 
 @pytest.fixture(scope="module")

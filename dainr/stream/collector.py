@@ -1,0 +1,156 @@
+"""Acquisitions arriving one by one -> complete slices, ready for :func:`dainr.recon.reconstruct`.
+
+Rules (ARCHITECTURE.md): acquisitions are buffered per ``idx.slice``; a slice is complete at an acquisition flagged
+``ACQ_LAST_IN_SLICE`` (that acquisition included) or at the end of the stream. Noise scans
+(``ACQ_IS_NOISE_MEASUREMENT``) are kept for prewhitening and go with every slice assembled after them. Each complete
+slice is assembled by :func:`dainr.mrd.assemble_series`, the same code that reads files for ``dainr recon``, so its
+:class:`~dainr.data.CineData` is the one the CLI builds (given the noise scans come first, as scanners send them).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from typing import Iterator, Sequence
+
+import ismrmrd
+
+from dainr.data import CineData
+from dainr.errors import InputError
+from dainr.mrd import TrajectoryOverride, assemble_series, encoding_info, parse_header
+from dainr.mrd.acquisitions import AcquisitionLike
+
+log = logging.getLogger(__name__)
+
+_NOISE = 1 << (ismrmrd.ACQ_IS_NOISE_MEASUREMENT - 1)
+_LAST_IN_SLICE = 1 << (ismrmrd.ACQ_LAST_IN_SLICE - 1)
+
+
+@dataclass
+class SliceJob:
+    """One complete slice and where its images go in the output numbering.
+
+    Attributes
+    ----------
+    cine:
+        The assembled slice.
+    image_index_start:
+        ``image_index`` of its first frame: ``1 + (slice − first slice of the header) · frames``, the numbering
+        of ``dainr recon`` when all slices are present.
+    number:
+        0-based count of slices completed so far in this stream (for logs and ordering).
+    """
+
+    cine: CineData
+    image_index_start: int
+    number: int = 0
+
+
+class _DropMissingSliceWarning(logging.Filter):
+    """Assembling one slice of a multi-slice header is not 'missing slices': drop that warning only."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("the header declares slices")
+
+
+@contextlib.contextmanager
+def _one_slice_assembly() -> Iterator[None]:
+    target = logging.getLogger("dainr.mrd.validation")
+    flt = _DropMissingSliceWarning()
+    target.addFilter(flt)
+    try:
+        yield
+    finally:
+        target.removeFilter(flt)
+
+
+@dataclass
+class SliceCollector:
+    """Buffers acquisitions of one stream and hands out complete slices.
+
+    Parameters
+    ----------
+    header_xml:
+        The ISMRMRD XML header as received; parsed and checked at once (a non-radial header is refused before any
+        data arrives).
+    trajectory_override:
+        How to compute spoke angles for data without ``traj`` (from the config's ``trajectory`` section).
+    """
+
+    header_xml: bytes
+    trajectory_override: TrajectoryOverride = field(default_factory=TrajectoryOverride)
+
+    def __post_init__(self) -> None:
+        self.header_xml = bytes(self.header_xml).rstrip(b"\0")
+        self.header = parse_header(self.header_xml)
+        info = encoding_info(self.header)
+        self._slice_min = info.limits.get("slice", (0, 0))[0]
+        self._noise: list[AcquisitionLike] = []
+        self._open: dict[int, list[AcquisitionLike]] = {}
+        self._done: set[int] = set()
+        self._count = 0
+        self.acquisitions = 0
+
+    @property
+    def slices_done(self) -> int:
+        """Number of slices handed out so far."""
+        return self._count
+
+    def add(self, acq: AcquisitionLike) -> list[SliceJob]:
+        """Take one acquisition; return the slice it completes (or nothing)."""
+        head = acq.getHead()
+        self.acquisitions += 1
+        if head.flags & _NOISE:
+            self._noise.append(acq)
+            return []
+        s = int(head.idx.slice)
+        if s in self._done and s not in self._open:
+            log.warning("acquisitions for slice %d arrive after its ACQ_LAST_IN_SLICE; they form a new group", s)
+        self._open.setdefault(s, []).append(acq)
+        if head.flags & _LAST_IN_SLICE:
+            return self._complete(s)
+        return []
+
+    def assemble(self, acquisitions: Sequence[AcquisitionLike]) -> list[SliceJob]:
+        """Slices of a self-contained group of acquisitions (e.g. a Gadgetron ``ReconData`` buffer)."""
+        return self._jobs(list(acquisitions))
+
+    def finish(self) -> list[SliceJob]:
+        """End of stream: the slices still open, in ``idx.slice`` order.
+
+        Raises
+        ------
+        InputError
+            When the whole stream held no imaging acquisition (the same refusal as ``dainr recon``).
+        """
+        jobs: list[SliceJob] = []
+        for s in sorted(self._open):
+            jobs += self._complete(s)
+        if self._count == 0:
+            # Nothing was ever reconstructed: let the assembler refuse with the CLI's message.
+            assemble_series(self.header, list(self._noise), header_xml=self.header_xml,
+                            trajectory_override=self.trajectory_override)
+        return jobs
+
+    def _complete(self, s: int) -> list[SliceJob]:
+        acqs = self._open.pop(s)
+        self._done.add(s)
+        return self._jobs(acqs)
+
+    def _jobs(self, acqs: list[AcquisitionLike]) -> list[SliceJob]:
+        with _one_slice_assembly():
+            try:
+                series = assemble_series(self.header, self._noise + acqs, header_xml=self.header_xml,
+                                         trajectory_override=self.trajectory_override)
+            except InputError as exc:
+                if "no imaging acquisitions" in str(exc) and self._count > 0:
+                    log.warning("ignoring a group of %d acquisitions without imaging spokes", len(acqs))
+                    return []
+                raise
+        jobs = []
+        for cine in series.slices:
+            start = 1 + (cine.slice_index - self._slice_min) * cine.n_frames
+            jobs.append(SliceJob(cine=cine, image_index_start=start, number=self._count))
+            self._count += 1
+        return jobs

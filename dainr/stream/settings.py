@@ -1,0 +1,198 @@
+"""What a streaming front end needs to know to reconstruct: the config tree plus the output options.
+
+The gadget (``<property>`` items of its ``<configuration>``), the server (a config name or text) and the CLI all end
+in :func:`dainr.config.load_config` with a preset, an optional YAML file and ``KEY=VALUE`` overrides, so the same
+choices give the same :class:`~dainr.config.Config` and the same pixels.
+
+Property names (gadget ``<property name=... value=...>``, server XML or YAML):
+
+=================  =========================================================================================
+``preset``         built-in preset (``fast`` by default, ``paper``, ``cpu-test``) or a YAML file
+``config_file``    YAML with config keys applied after the preset (``config`` is accepted as an alias)
+``method``         ``dainr``, ``adjoint`` or ``cgsense`` (same as ``--method``)
+``device``         ``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (same as ``--device``)
+``series_index``   ``image_series_index`` of the output images (default 1)
+``complex_output`` ``true`` for complex images instead of float32 magnitude
+any config key     e.g. ``dainr.steps``, ``prep.virtual_coils``, ``seed`` (same as ``--set KEY=VALUE``)
+=================  =========================================================================================
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from dainr.config import Config, load_config
+from dainr.errors import ConfigError
+
+#: Default preset of every front end (the CLI's ``--preset`` default).
+DEFAULT_PRESET = "fast"
+
+_ALIASES = {"config": "config_file", "series": "series_index", "complex": "complex_output"}
+_FRONT_END_KEYS = ("preset", "config_file", "series_index", "complex_output")
+_TOP_LEVEL_KEYS = tuple(f.name for f in dataclasses.fields(Config))
+
+
+@dataclass(frozen=True)
+class ReconSettings:
+    """A validated configuration plus the output options of a streaming reconstruction.
+
+    Attributes
+    ----------
+    config:
+        The validated config tree.
+    series_index:
+        ``image_series_index`` of the output images.
+    complex_output:
+        Complex64 images instead of float32 magnitude.
+    source:
+        Where the settings came from, for logs (e.g. ``preset cpu-test``).
+    """
+
+    config: Config
+    series_index: int = 1
+    complex_output: bool = False
+    source: str = ""
+
+    @classmethod
+    def load(cls, preset: str = DEFAULT_PRESET, config_file: str | Path | None = None,
+             overrides: Iterable[str | dict[str, Any]] = (), series_index: int = 1,
+             complex_output: bool = False) -> ReconSettings:
+        """Settings from the same inputs as ``dainr recon --preset P --config F --set K=V``."""
+        if not 1 <= int(series_index) <= 65535:
+            raise ConfigError(f"series_index {series_index} must be in 1..65535")
+        config = load_config(preset, config_file, list(overrides))
+        return cls(config=config, series_index=int(series_index), complex_output=bool(complex_output),
+                   source=f"preset {config.preset}" + (f" + {Path(config_file).name}" if config_file else ""))
+
+    @classmethod
+    def from_properties(cls, properties: Mapping[str, str], *, default_preset: str = DEFAULT_PRESET,
+                        config_dirs: Iterable[Path] | None = None) -> ReconSettings:
+        """Settings from name/value pairs (gadget ``<property>`` items, server XML or YAML text).
+
+        Parameters
+        ----------
+        properties:
+            Names as in the module docstring; values are strings (or YAML scalars).
+        default_preset:
+            Preset used when ``preset`` is absent.
+        config_dirs:
+            When given (server mode), ``preset`` and ``config_file`` must be bare names resolved in these folders,
+            never paths chosen by the client; when None (gadget mode), they may be paths on this machine.
+
+        Raises
+        ------
+        ConfigError
+            One line naming the bad property and the valid ones.
+        """
+        props = {_ALIASES.get(k.strip(), k.strip()): v for k, v in properties.items()}
+        preset = str(props.pop("preset", "") or default_preset).strip()
+        config_file = str(props.pop("config_file", "") or "").strip() or None
+        series_index = _as_int(props.pop("series_index", 1), "series_index")
+        complex_output = _as_bool(props.pop("complex_output", False), "complex_output")
+        overrides: list[str | dict[str, Any]] = []
+        for key, value in props.items():
+            if not key:
+                raise ConfigError("a property has an empty name")
+            if "." not in key and key not in _TOP_LEVEL_KEYS:
+                valid = ", ".join(_FRONT_END_KEYS + ("method", "device"))
+                raise ConfigError(f"unknown property '{key}'; use one of {valid} or a config key such as "
+                                  "dainr.steps")
+            overrides.append(f"{key}={value}" if isinstance(value, str) else _nested(key, value))
+        if config_dirs is not None:
+            dirs = list(config_dirs)
+            if preset.endswith((".yaml", ".yml")) or "/" in preset:
+                preset = str(find_named_file(preset, dirs, "preset"))
+            if config_file is not None:
+                config_file = str(find_named_file(config_file, dirs, "config_file"))
+        settings = cls.load(preset, config_file, overrides, series_index, complex_output)
+        return dataclasses.replace(settings, source=settings.source + "".join(
+            f", {k}={v}" for k, v in props.items()))
+
+
+def _nested(key: str, value: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    cur = out
+    parts = key.split(".")
+    for p in parts[:-1]:
+        cur = cur.setdefault(p, {})
+    cur[parts[-1]] = value
+    return out
+
+
+def _as_int(value: Any, name: str) -> int:
+    try:
+        return int(str(value).strip())
+    except ValueError:
+        raise ConfigError(f"property '{name}' must be an integer, got {value!r}") from None
+
+
+def _as_bool(value: Any, name: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "yes", "on", "1"):
+        return True
+    if text in ("false", "no", "off", "0", ""):
+        return False
+    raise ConfigError(f"property '{name}' must be true or false, got {value!r}")
+
+
+def find_named_file(name: str, dirs: list[Path], what: str) -> Path:
+    """A bare file name looked up in ``dirs`` (server mode: clients name files, they never give paths)."""
+    if not name or "/" in name or "\\" in name or name in (".", ".."):
+        raise ConfigError(f"{what} {name!r} must be a bare file name in the server's config folder, not a path")
+    candidates = [name] if name.endswith((".yaml", ".yml")) else [name, f"{name}.yaml", f"{name}.yml"]
+    for d in dirs:
+        for c in candidates:
+            p = Path(d) / c
+            if p.is_file():
+                return p
+    where = ", ".join(str(d) for d in dirs) or "none configured"
+    raise ConfigError(f"{what} {name!r} not found in the server's config folders ({where})")
+
+
+def properties_from_element(element: ET.Element | None) -> dict[str, str]:
+    """``{name: value}`` of the ``<property>`` children of a ``<configuration>`` element.
+
+    Both Gadgetron forms are read: ``<property name="k" value="v"/>`` and
+    ``<property><name>k</name><value>v</value></property>``; a repeated name is a :class:`ConfigError`.
+    """
+    out: dict[str, str] = {}
+    if element is None:
+        return out
+    for node in element.findall("property"):
+        name = node.get("name")
+        value = node.get("value")
+        if name is None and node.find("name") is not None:
+            name = node.findtext("name")
+            value = node.findtext("value")
+        if name is None or value is None:
+            raise ConfigError("a <property> needs a name and a value: <property name=\"preset\" value=\"fast\"/>")
+        name = name.strip()
+        if name in out:
+            raise ConfigError(f"property '{name}' is given twice")
+        out[name] = value.strip()
+    return out
+
+
+def properties_from_xml(text: bytes | str, module: str | None = None) -> dict[str, str]:
+    """Properties of a Gadgetron XML: a whole chain (the ``<external>`` step that runs ``module``, else the first
+    external step) or a bare ``<configuration>`` node as sent to an external gadget."""
+    try:
+        root = ET.fromstring(text.rstrip(b"\0") if isinstance(text, bytes) else text.rstrip("\0"))
+    except ET.ParseError as exc:
+        raise ConfigError(f"the configuration XML is not well-formed ({exc})") from None
+    externals = root.findall("./stream/external") + root.findall(".//external")
+    if externals:
+        chosen = externals[0]
+        for ext in externals:
+            ex = ext.find("execute")
+            if module is not None and ex is not None and ex.get("name") == module:
+                chosen = ext
+                break
+        return properties_from_element(chosen.find("configuration"))
+    return properties_from_element(root)
