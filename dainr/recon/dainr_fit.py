@@ -32,6 +32,7 @@ from dainr.recon.operators import SliceProblem, build_problem
 
 log = logging.getLogger(__name__)
 Progress = Callable[[int, int, str], None]
+Monitor = Callable[[int, torch.Tensor], None]
 
 
 def centred_coords(h: int, w: int, device: torch.device) -> torch.Tensor:
@@ -135,8 +136,12 @@ class FrameSampler:
 
 
 def fit_dainr(prepared: PreparedCine, config: Config, device: torch.device,
-              progress: Progress | None = None) -> tuple[torch.Tensor, int, list[float], dict]:
+              progress: Progress | None = None, monitor: Monitor | None = None,
+              monitor_every: int = 0) -> tuple[torch.Tensor, int, list[float], dict]:
     """Fit DA-INR to one prepared slice and render every frame at the full matrix.
+
+    ``monitor(step, images)``, when given, receives the rendered cine every ``monitor_every`` steps (a diagnostic
+    for benchmarks: it never influences the optimisation or the output).
 
     Returns
     -------
@@ -178,6 +183,19 @@ def fit_dainr(prepared: PreparedCine, config: Config, device: torch.device,
         idx = torch.tensor(frames, device=device)
         return model.render(times[idx], xy, None if ff is None else ff[idx], image_shape=shape)
 
+    coords_full = centred_coords(full_h, full_w, device)
+    feats_full = None
+    if feats is not None:
+        ff = feats
+        if (full_h, full_w) != (h, w):
+            ff = torch.nn.functional.interpolate(feats, size=(full_h, full_w), mode="bilinear", align_corners=False)
+        feats_full = ff.flatten(2).transpose(1, 2)
+
+    @torch.no_grad()
+    def render_all(chunk: int = 4) -> torch.Tensor:
+        return torch.cat([render(list(range(s, min(s + chunk, n_frames))), coords_full, feats_full,
+                                 (full_h, full_w)) for s in range(0, n_frames, chunk)])
+
     step = 0
     while step < c.steps:
         frames = sampler.take(per_step)
@@ -216,19 +234,16 @@ def fit_dainr(prepared: PreparedCine, config: Config, device: torch.device,
             losses.append(lv)
             if progress is not None:
                 progress(step, c.steps, f"loss {lv:.3e}")
+        if monitor is not None and monitor_every and step % monitor_every == 0:
+            monitor(step, render_all())
 
     if ema is not None:
         with torch.no_grad():
             for e, p in zip(ema, model.parameters()):
                 p.copy_(e)
-    with torch.no_grad():
-        coords_full = centred_coords(full_h, full_w, device)
-        ff = None
-        if feats is not None:
-            if (full_h, full_w) != (h, w):
-                feats = torch.nn.functional.interpolate(feats, size=(full_h, full_w), mode="bilinear",
-                                                        align_corners=False)
-            ff = feats.flatten(2).transpose(1, 2)
-        out = torch.cat([render(list(range(s, min(s + 4, n_frames))), coords_full, ff, (full_h, full_w))
-                         for s in range(0, n_frames, 4)])
+    out = render_all()
+    # Where the coil maps vanish (outside the estimated signal support) the data do not constrain the network:
+    # keep the image there at zero, as SENSE does.
+    support = torch.as_tensor(np.abs(prepared.coil_maps).sum(0) > 0, device=device)
+    out = out * support
     return out, step, losses, info

@@ -22,7 +22,8 @@ log = logging.getLogger(__name__)
 Progress = Callable[[int, int, str], None]
 
 
-def reconstruct(cine: CineData, config: Config, progress: Progress | None = None) -> ReconResult:
+def reconstruct(cine: CineData, config: Config, progress: Progress | None = None,
+                monitor: Callable[[int, np.ndarray], None] | None = None, monitor_every: int = 0) -> ReconResult:
     """Reconstruct one slice of a radial cine.
 
     Parameters
@@ -33,6 +34,9 @@ def reconstruct(cine: CineData, config: Config, progress: Progress | None = None
         A validated :class:`~dainr.config.Config`; ``config.method`` selects ``dainr``, ``adjoint`` or ``cgsense``.
     progress:
         Optional callback ``(step, total, message)``.
+    monitor, monitor_every:
+        Diagnostics for benchmarks: ``monitor(step, images)`` gets the DA-INR cine (scaled like the output) every
+        ``monitor_every`` steps; it never influences the result.
 
     Returns
     -------
@@ -48,7 +52,11 @@ def reconstruct(cine: CineData, config: Config, progress: Progress | None = None
     if config.method == "dainr":
         from dainr.recon.dainr_fit import fit_dainr
 
-        images, iterations, loss, extra = fit_dainr(prepared, config, device, progress)
+        mon = None
+        if monitor is not None:
+            def mon(step: int, imgs: torch.Tensor) -> None:
+                monitor(step, imgs.cpu().numpy().astype(np.complex64) * np.float32(prepared.scale))
+        images, iterations, loss, extra = fit_dainr(prepared, config, device, progress, mon, monitor_every)
         info.update(extra)
     else:
         problem = build_problem(prepared.cine, prepared.coil_maps, device)

@@ -1,8 +1,8 @@
 """The streaming core shared by the Gadgetron gadget (``gadget/``) and the MRD server (``dainr serve``).
 
 ISMRMRD header + acquisitions arriving one by one -> per-slice buffers (complete at ``ACQ_LAST_IN_SLICE`` or the end
-of the stream; noise scans kept for prewhitening) -> :func:`dainr.mrd.assemble_series` -> :func:`dainr.recon.reconstruct`
--> :func:`dainr.mrd.to_images` -> images, slice after slice. The CLI, the gadget and the server therefore give the
+of the stream; noise scans kept for prewhitening) -> :func:`dainr.mrd.assemble_series` ->
+:func:`dainr.recon.reconstruct` -> :func:`dainr.mrd.to_images` -> images, slice after slice. The CLI, the gadget and the server therefore give the
 same pixels for the same data and config.
 
 * :class:`ReconSettings` — config tree + output options, from a preset/YAML/overrides or ``<property>`` items;

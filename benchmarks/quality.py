@@ -1,0 +1,175 @@
+"""Quality benchmark: adjoint, CG-SENSE, BART pics (temporal TV) and DA-INR presets on simulated radial cines.
+
+Steps (each a sub-command, so that the GPU part and the CPU part (BART) can run on different machines):
+
+    python benchmarks/quality.py cases  --out benchmarks/out/cases            # dainr simulate (ACDC + phantom)
+    python benchmarks/quality.py run    --cases benchmarks/out/cases --methods adjoint,cgsense,dainr:fast \
+                                        --device cuda --json benchmarks/out/gpu.json [--monitor 50]
+    python benchmarks/quality.py bart   --cases benchmarks/out/cases --json benchmarks/out/bart.json
+    python benchmarks/quality.py table  benchmarks/out/*.json                  # markdown table
+
+Metrics: PSNR/SSIM on per-frame max-normalised magnitude at the final iteration (``dainr.metrics``). ``--monitor N``
+records DA-INR's PSNR against the truth every N steps as a diagnostic curve only (never used to pick an output).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from dainr.cli import main as dainr_main  # noqa: E402
+from dainr.config import load_config  # noqa: E402
+from dainr.metrics import quality  # noqa: E402
+from dainr.mrd import read_raw  # noqa: E402
+
+RATES = (21, 13, 8, 5)
+
+
+def case_list(cases_dir: Path) -> list[dict]:
+    return json.loads((cases_dir / "cases.json").read_text())
+
+
+def make_cases(out: Path, snrs: list[float], matrix: int, frames: int, coils: int, phantom: bool) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    cases = []
+    for snr in snrs:
+        for spokes in RATES:
+            for source, seed, role in (("acdc", 0, "test"), ("phantom", 11, "tune")) + \
+                                      ((("phantom", 0, "test"),) if phantom else ()):
+                name = f"{source}_s{spokes}_snr{snr:g}_seed{seed}"
+                # The truth depends only on the source and seed: one file for all rates keeps the folder small.
+                raw, truth = out / f"{name}.h5", out / f"{source}_seed{seed}_f{frames}_truth.npy"
+                f = frames if source == "acdc" else max(frames // 2, 8)
+                rc = dainr_main(["simulate", "--source", source, "--matrix", str(matrix), "--frames", str(f),
+                                 "--coils", str(coils), "--spokes", str(spokes), "--snr", str(snr), "--seed",
+                                 str(seed), "-o", str(raw), "--truth", str(truth), "-q"])
+                if rc:
+                    raise SystemExit(rc)
+                cases.append({"name": name, "source": source, "spokes": spokes, "snr": snr, "role": role,
+                              "raw": raw.name, "truth": truth.name})
+    (out / "cases.json").write_text(json.dumps(cases, indent=1))
+
+
+def run_methods(cases_dir: Path, methods: list[str], device: str, monitor: int, roles: set[str],
+                overrides: list[str], save=None) -> list[dict]:
+    from dainr.recon import reconstruct
+
+    rows = []
+    for case in case_list(cases_dir):
+        if case["role"] not in roles:
+            continue
+        series = read_raw(cases_dir / case["raw"])
+        truth = np.load(cases_dir / case["truth"])
+        cine = series.slices[0]
+        for m in methods:
+            method, _, preset = m.partition(":")
+            cfg = load_config(preset or "fast", overrides=[f"method={method}", f"device={device}", *overrides])
+            curve: list[tuple[int, float]] = []
+
+            def mon(step: int, imgs: np.ndarray) -> None:
+                curve.append((step, round(quality(imgs, truth).psnr, 3)))
+
+            t0 = time.perf_counter()
+            res = reconstruct(cine, cfg, monitor=mon if monitor else None, monitor_every=monitor)
+            wall = time.perf_counter() - t0
+            q = quality(res.images, truth)
+            row = {"case": case["name"], "source": case["source"], "spokes": case["spokes"], "snr": case["snr"],
+                   "method": m, "psnr": round(q.psnr, 3), "ssim": round(q.ssim, 4), "seconds": round(wall, 2),
+                   "iterations": res.iterations, "device": res.info.get("device", device)}
+            if curve:
+                row["curve"] = curve
+            rows.append(row)
+            print(json.dumps({k: v for k, v in row.items() if k != "curve"}), flush=True)
+            if save is not None:
+                save(rows)
+    return rows
+
+
+def machine() -> dict:
+    info = {"host": platform.node(), "python": platform.python_version()}
+    try:
+        import torch
+
+        info["torch"] = torch.__version__
+        if torch.cuda.is_available():
+            info["gpu"] = torch.cuda.get_device_name(0)
+    except ImportError:
+        pass
+    return info
+
+
+def table(files: list[Path]) -> str:
+    rows = []
+    for f in files:
+        rows += json.loads(f.read_text())["rows"]
+    methods = sorted({r["method"] for r in rows}, key=lambda m: (m != "adjoint", m != "cgsense", m))
+    keys = sorted({(r["source"], r["snr"], r["spokes"]) for r in rows}, key=lambda k: (k[0], k[1], -k[2]))
+    out = ["| case | spokes | " + " | ".join(methods) + " |", "|---|---|" + "---|" * len(methods)]
+    for src, snr, sp in keys:
+        cells = []
+        for m in methods:
+            r = next((r for r in rows if (r["source"], r["snr"], r["spokes"], r["method"]) == (src, snr, sp, m)),
+                     None)
+            cells.append("–" if r is None else f"{r['psnr']:.2f} / {r['ssim']:.3f} / {r['seconds']:.1f}s")
+        out.append(f"| {src} snr {snr:g} | {sp} | " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    c = sub.add_parser("cases")
+    c.add_argument("--out", type=Path, default=REPO / "benchmarks/out/cases")
+    c.add_argument("--snr", type=float, action="append", help="max|k|/σ (repeatable; default 100 = 1%% noise)")
+    c.add_argument("--matrix", type=int, default=128)
+    c.add_argument("--frames", type=int, default=30)
+    c.add_argument("--coils", type=int, default=8)
+    c.add_argument("--phantom", action="store_true", help="also phantom test cases")
+    r = sub.add_parser("run")
+    r.add_argument("--cases", type=Path, default=REPO / "benchmarks/out/cases")
+    r.add_argument("--methods", default="adjoint,cgsense,dainr:fast,dainr:paper")
+    r.add_argument("--device", default="auto")
+    r.add_argument("--monitor", type=int, default=0)
+    r.add_argument("--roles", default="test")
+    r.add_argument("--set", dest="overrides", action="append", default=[])
+    r.add_argument("--json", type=Path, required=True)
+    b = sub.add_parser("bart")
+    b.add_argument("--cases", type=Path, default=REPO / "benchmarks/out/cases")
+    b.add_argument("--json", type=Path, required=True)
+    t = sub.add_parser("table")
+    t.add_argument("files", type=Path, nargs="+")
+    a = p.parse_args()
+    if a.cmd == "cases":
+        make_cases(a.out, a.snr or [100.0], a.matrix, a.frames, a.coils, a.phantom)
+    elif a.cmd == "run":
+        a.json.parent.mkdir(parents=True, exist_ok=True)
+
+        def save(rows: list[dict]) -> None:
+            a.json.write_text(json.dumps({"date": time.strftime("%Y-%m-%d"), "machine": machine(),
+                                          "command": " ".join(sys.argv), "rows": rows}, indent=1))
+
+        run_methods(a.cases, a.methods.split(","), a.device, a.monitor, set(a.roles.split(",")), a.overrides,
+                    save)
+    elif a.cmd == "bart":
+        from bart_pics import run_bart
+
+        rows = run_bart(a.cases, case_list(a.cases))
+        a.json.write_text(json.dumps({"date": time.strftime("%Y-%m-%d"), "machine": machine(),
+                                      "command": " ".join(sys.argv), "rows": rows}, indent=1))
+    else:
+        print(table(a.files))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

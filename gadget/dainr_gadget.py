@@ -1,0 +1,192 @@
+"""The DA-INR Gadgetron gadget: radial cine acquisitions (or BucketToBuffer ``ReconData``) in, images out.
+
+Gadgetron runs it from an ``<external>`` step::
+
+    <external>
+        <execute name="gadget.dainr_gadget" target="recon" type="python"/>
+        <configuration>
+            <property name="preset" value="fast"/>
+        </configuration>
+    </external>
+
+(Gadgetron starts ``python -m gadgetron PORT gadget.dainr_gadget recon``.) For ``<connect port="N"/>`` chains start it
+yourself: ``python -m gadget.dainr_gadget --port N`` (listens on 127.0.0.1; ``--host ::`` for every interface).
+
+Properties are those of :mod:`dainr.stream.settings` (``preset``, ``config_file``, ``method``, ``device``,
+``series_index``, ``complex_output`` and any config key such as ``dainr.steps``). Raw acquisitions are buffered per
+slice until ``ACQ_LAST_IN_SLICE`` (or the end of the stream), each ``ReconData`` is reconstructed as it arrives, and
+the images of each slice are sent as soon as it is done. Other messages pass through unchanged. Any failure sends
+Gadgetron an ERROR message with a one-line reason before the CLOSE.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import socket
+import sys
+import time
+from typing import Sequence
+
+from gadgetron.external import constants
+
+from dainr.errors import DainrError, InputError
+from dainr.stream import (ReconSettings, SliceJob, new_collector, properties_from_element, reconstruct_job,
+                          recon_data_to_acquisitions)
+from dainr.stream.device_lock import gpu_lock
+from gadget.channel import GadgetChannel, PeerGone, SafeSocket, open_connection, send_error
+
+log = logging.getLogger("dainr.gadget")
+
+#: Prefix of every ERROR message this gadget sends.
+ERROR_PREFIX = "DA-INR gadget: "
+
+
+def _progress_logger(job: SliceJob):
+    last = [0.0]
+
+    def progress(step: int, total: int, message: str) -> None:
+        now = time.perf_counter()
+        if step == total or now - last[0] > 5.0:
+            last[0] = now
+            log.info("slice %d: step %d/%d %s", job.cine.slice_index, step, total, message)
+
+    return progress
+
+
+def _run_job(channel: GadgetChannel, job: SliceJob, settings: ReconSettings) -> int:
+    with gpu_lock(settings.config.device) as waited:
+        if waited > 1.0:
+            log.info("waited %.1f s for the GPU", waited)
+        out = reconstruct_job(job, settings, _progress_logger(job))
+    for image in out.images:
+        channel.send_image(image)
+    log.info("slice %d: sent %d images (%s, %.2f s)", job.cine.slice_index, len(out.images), out.result.method,
+             out.result.seconds)
+    return len(out.images)
+
+
+def serve_channel(channel: GadgetChannel) -> bool:
+    """Run the gadget over one connection; True when it ended normally, False after an ERROR was sent."""
+    t0 = time.perf_counter()
+    try:
+        settings = ReconSettings.from_properties(properties_from_element(channel.config_element))
+        log.info("DA-INR gadget: %s (method %s, device %s)", settings.source, settings.config.method,
+                 settings.config.device)
+        collector = new_collector(channel.header_xml, settings)
+        images = 0
+        received = 0
+        for mid, item, raw in channel.messages():
+            if mid == constants.GADGET_MESSAGE_ISMRMRD_ACQUISITION:
+                received += 1
+                jobs = collector.add(item)
+            elif mid == constants.GADGET_MESSAGE_RECON_DATA:
+                received += 1
+                jobs = collector.assemble(recon_data_to_acquisitions(item))
+            else:
+                channel.forward(mid, raw)
+                continue
+            for job in jobs:
+                images += _run_job(channel, job, settings)
+        if received == 0:
+            raise InputError("the stream held no acquisitions and no ReconData: the DA-INR gadget needs the radial "
+                             "imaging spokes")
+        for job in collector.finish():
+            images += _run_job(channel, job, settings)
+        log.info("DA-INR gadget: done, %d slice(s), %d images, %.2f s", collector.slices_done, images,
+                 time.perf_counter() - t0)
+        return True
+    except PeerGone as exc:
+        log.error("DA-INR gadget: %s; stopping", exc)
+        return False
+    except Exception as exc:  # noqa: BLE001 - every failure must reach Gadgetron as an ERROR message
+        text = ERROR_PREFIX + error_text(exc)
+        log.error("%s", text)
+        log.debug("traceback", exc_info=True)
+        channel.send_error(text)
+        return False
+
+
+def error_text(exc: BaseException) -> str:
+    """One line naming the cause: a user error's message, or the exception type and its first line."""
+    if isinstance(exc, DainrError):
+        return " ".join(str(exc).split())
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"internal error: {type(exc).__name__}: {first}".rstrip(": ")
+
+
+def recon(connection) -> None:
+    """Target for ``<execute name="gadget.dainr_gadget" target="recon" type="python"/>``."""
+    serve_channel(GadgetChannel(connection))
+
+
+class DainrGadget:
+    """Class form of the target (``target="DainrGadget"``); gadgetron-python calls ``DainrGadget().handle(conn)``."""
+
+    def handle(self, connection) -> None:
+        recon(connection)
+
+
+def handle_socket(sock: socket.socket) -> bool:
+    """Serve one accepted socket in passive mode (CONFIG and HEADER not yet read)."""
+    safe = SafeSocket(sock)
+    try:
+        try:
+            connection = open_connection(safe)
+        except (PeerGone, DainrError) as exc:
+            log.error("DA-INR gadget: %s", exc)
+            if isinstance(exc, DainrError):
+                send_error(safe, ERROR_PREFIX + error_text(exc))
+            return False
+        return serve_channel(GadgetChannel(connection))
+    finally:
+        safe.close()
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    srv = socket.socket(family, socket.SOCK_STREAM)
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if family == socket.AF_INET6:
+        srv.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    srv.bind((host, port))
+    srv.listen(4)
+    return srv
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m gadget.dainr_gadget --port N``: serve ``<connect port="N"/>`` chains."""
+    p = argparse.ArgumentParser(prog="python -m gadget.dainr_gadget",
+                                description="DA-INR gadget in passive mode, for Gadgetron <connect> chains.")
+    p.add_argument("-p", "--port", type=int, required=True,
+                   help="port to listen on (the chain's <connect port=...>)")
+    p.add_argument("-H", "--host", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1; '::' for every interface)")
+    p.add_argument("--once", action="store_true", help="exit after one connection")
+    p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR (default INFO)")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s [dainr gadget %(process)d] %(message)s")
+    try:
+        srv = _listen(args.host, args.port)
+    except OSError as exc:
+        print(f"dainr gadget: error: cannot listen on {args.host}:{args.port} ({exc.strerror})", file=sys.stderr)
+        return 2
+    log.info("listening on %s:%d", args.host, srv.getsockname()[1])
+    ok = True
+    try:
+        while True:
+            sock, peer = srv.accept()
+            log.info("connection from %s:%s", peer[0], peer[1])
+            ok = handle_socket(sock) and ok
+            if args.once:
+                break
+    except KeyboardInterrupt:
+        pass
+    finally:
+        srv.close()
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
