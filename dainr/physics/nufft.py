@@ -13,6 +13,8 @@ from __future__ import annotations
 import torch
 import torchkbnufft as tkbn
 
+from dainr.physics.kb_gather import KbGather
+
 
 def traj_to_omega(traj: torch.Tensor) -> torch.Tensor:
     """``(..., K, 2)`` cycles/pixel (kx, ky) -> ``(..., 2, K)`` radians/pixel ordered (rows, columns) for torchkbnufft."""
@@ -33,9 +35,13 @@ class MultiCoilNufft(torch.nn.Module):
         apply them, :meth:`apply_weights` does.
     numpoints, oversampling:
         Kaiser–Bessel kernel width and grid oversampling of torchkbnufft.
+    backend:
+        ``gather`` (precomputed interpolation tables, :class:`~dainr.physics.kb_gather.KbGather`; fast on GPUs) or
+        ``table`` (torchkbnufft's table interpolation; less memory). Both compute the same operator.
     """
 
-    def __init__(self, traj: torch.Tensor, smaps: torch.Tensor, numpoints: int = 6, oversampling: float = 2.0):
+    def __init__(self, traj: torch.Tensor, smaps: torch.Tensor, numpoints: int = 6, oversampling: float = 2.0,
+                 backend: str = "gather"):
         super().__init__()
         if traj.ndim != 4 or traj.shape[-1] != 2:
             raise ValueError(f"traj must be (frames, spokes, samples, 2), got {tuple(traj.shape)}")
@@ -47,10 +53,16 @@ class MultiCoilNufft(torch.nn.Module):
         dtype = smaps.dtype
         self.register_buffer("omega", traj_to_omega(traj.reshape(self.n_frames, -1, 2).to(torch.float32)))
         self.register_buffer("smaps", smaps)
-        self._fwd = tkbn.KbNufft(im_size=self.im_size, grid_size=grid, numpoints=numpoints, dtype=dtype)
-        self._adj = tkbn.KbNufftAdjoint(im_size=self.im_size, grid_size=grid, numpoints=numpoints, dtype=dtype)
-        self._fwd.to(smaps.device)
-        self._adj.to(smaps.device)
+        if backend not in ("gather", "table"):
+            raise ValueError(f"unknown NUFFT backend {backend!r}; choose gather or table")
+        self.backend = backend
+        if backend == "gather":
+            self._gather = KbGather(self.omega, self.im_size, grid, numpoints)
+        else:
+            self._fwd = tkbn.KbNufft(im_size=self.im_size, grid_size=grid, numpoints=numpoints, dtype=dtype)
+            self._adj = tkbn.KbNufftAdjoint(im_size=self.im_size, grid_size=grid, numpoints=numpoints, dtype=dtype)
+            self._fwd.to(smaps.device)
+            self._adj.to(smaps.device)
         # torchkbnufft's "ortho" divides by the oversampled grid size; we want 1/sqrt(H·W) on the exact pair.
         self.scale = float(self.im_size[0] * self.im_size[1]) ** -0.5
 
@@ -64,12 +76,17 @@ class MultiCoilNufft(torch.nn.Module):
     def forward(self, x: torch.Tensor, frames: torch.Tensor | None = None) -> torch.Tensor:
         """``(B, H, W)`` complex images of frames ``frames`` (B indices; None = all) -> ``(B, coils, spokes, samples)``."""
         coil_images = x[:, None] * self.smaps[None]
-        y = self._fwd(coil_images, self._omega(frames)) * self.scale
+        if self.backend == "gather":
+            y = self._gather(coil_images, frames) * self.scale
+        else:
+            y = self._fwd(coil_images, self._omega(frames)) * self.scale
         return y.reshape(x.shape[0], self.n_coils, self.n_spokes, self.n_samples)
 
     def adjoint_coils(self, y: torch.Tensor, frames: torch.Tensor | None = None) -> torch.Tensor:
         """``(B, coils, spokes, samples)`` -> ``(B, coils, H, W)`` per-coil adjoint images (no coil combination)."""
         b = y.shape[0]
+        if self.backend == "gather":
+            return self._gather.adjoint(y.reshape(b, y.shape[1], -1), frames) * self.scale
         return self._adj(y.reshape(b, y.shape[1], -1), self._omega(frames)) * self.scale
 
     def adjoint(self, y: torch.Tensor, frames: torch.Tensor | None = None) -> torch.Tensor:

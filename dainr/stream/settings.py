@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from dainr.config import Config, load_config
+from dainr.config import Config, available_presets, load_config
 from dainr.errors import ConfigError
 
 #: Default preset of every front end (the CLI's ``--preset`` default).
@@ -104,7 +104,7 @@ class ReconSettings:
             overrides.append(f"{key}={value}" if isinstance(value, str) else _nested(key, value))
         if config_dirs is not None:
             dirs = list(config_dirs)
-            if preset.endswith((".yaml", ".yml")) or "/" in preset:
+            if preset not in available_presets():
                 preset = str(find_named_file(preset, dirs, "preset"))
             if config_file is not None:
                 config_file = str(find_named_file(config_file, dirs, "config_file"))

