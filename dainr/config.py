@@ -126,7 +126,14 @@ class DainrConfig:
     sr_ratio: spatial interpolation (train at matrix/sr_ratio, render at full matrix).
     down_ratio: temporal interpolation (train on every down_ratio-th frame, render all).
     ema: exponential moving average of the rendered output's weights (0 = off).
+    validation_fraction: fraction of every frame's spokes held out of the fit (self-supervised validation); the
+        output is the model at the lowest held-out k-space loss, so no ground truth is ever needed. 0 = off (the
+        final model is the output).
+    validate_every: steps between validations; patience: stop after this many validations without improvement
+        (0 = run all steps).
     log_every: record the loss every this many steps.
+    nufft_backend: ``gather`` (precomputed interpolation tables) or ``table`` (torchkbnufft).
+    fused: fused AdamW on CUDA. cuda_graph: capture the whole step in a CUDA graph on CUDA.
     """
 
     steps: int = 300
@@ -146,7 +153,13 @@ class DainrConfig:
     sr_ratio: int = 1
     down_ratio: int = 1
     ema: float = 0.0
+    validation_fraction: float = 0.0
+    validate_every: int = 25
+    patience: int = 0
     log_every: int = 10
+    nufft_backend: str = "gather"
+    fused: bool = True
+    cuda_graph: bool = True
     grid: GridConfig = field(default_factory=GridConfig)
     features: FeatureConfig = field(default_factory=FeatureConfig)
 
@@ -182,15 +195,16 @@ _CHOICES = {
     "trajectory.kind": ("", "goldenangle", "uniform", "tddip"),
     "dainr.schedule": ("constant", "cosine", "step"),
     "dainr.loss": ("l1", "l2"),
+    "dainr.nufft_backend": ("gather", "table"),
     "dainr.grid.gridtype": ("tiled", "hash"),
     "dainr.grid.backend": ("auto", "torch", "tcnn", "triton"),
 }
 _POSITIVE = ("cgsense.iterations", "dainr.steps", "dainr.frames_per_step", "dainr.lr", "dainr.sr_ratio",
              "dainr.down_ratio", "dainr.log_every", "dainr.grid.levels", "dainr.grid.features_per_level",
              "dainr.grid.base_resolution", "dainr.grid.finest_resolution", "dainr.grid.log2_table_size",
-             "dainr.step_size", "dainr.hidden", "dainr.deformation_width", "dainr.deformation_depth")
+             "dainr.step_size", "dainr.hidden", "dainr.validate_every", "dainr.deformation_width", "dainr.deformation_depth")
 _NON_NEGATIVE = ("prep.virtual_coils", "cgsense.tolerance", "cgsense.regularization", "dainr.weight_decay",
-                 "dainr.space_degree", "dainr.time_degree", "trajectory.angle_increment_deg")
+                 "dainr.space_degree", "dainr.time_degree", "dainr.patience", "trajectory.angle_increment_deg")
 
 
 def available_presets() -> list[str]:
@@ -264,6 +278,9 @@ def _validate(cfg: Config) -> None:
             raise ConfigError(f"config key '{key}' must be >= 0, got {flat[key]!r}")
     if not (cfg.device in ("auto", "cpu", "cuda") or cfg.device.startswith("cuda:")):
         raise ConfigError(f"device {cfg.device!r} is not one of auto, cpu, cuda, cuda:N")
+    if not 0.0 <= cfg.dainr.validation_fraction < 0.5:
+        raise ConfigError("config key 'dainr.validation_fraction' must be in [0, 0.5), got "
+                          f"{cfg.dainr.validation_fraction}")
     if not 0.0 <= cfg.dainr.ema < 1.0:
         raise ConfigError(f"config key 'dainr.ema' must be in [0, 1), got {cfg.dainr.ema}")
     if cfg.dainr.grid.finest_resolution < cfg.dainr.grid.base_resolution:

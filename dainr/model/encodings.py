@@ -16,6 +16,8 @@ selected with ``backend="triton"`` (or ``encoding.kernel = "triton"``), with no 
 
 from __future__ import annotations
 
+import functools
+
 from dataclasses import dataclass
 from typing import Callable
 
@@ -195,6 +197,22 @@ def grid_layout(
     )
 
 
+@functools.lru_cache(maxsize=64)
+def _layout_tensors(layout: GridLayout, device: torch.device, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """Per-level constants on ``device``, made once: kernels then do no host-to-device copies (which also keeps
+    them capturable in a CUDA graph)."""
+    d = layout.input_dim
+    return {
+        "strides": torch.tensor(layout.strides, dtype=torch.int64, device=device),
+        "use_hash": torch.tensor(layout.use_hash, dtype=torch.bool, device=device),
+        "sizes": torch.tensor(layout.sizes, dtype=torch.int64, device=device),
+        "offsets": torch.tensor(layout.offsets[:-1], dtype=torch.int64, device=device),
+        "scales": torch.tensor(layout.scales, dtype=dtype, device=device),
+        "bits": torch.tensor([[(k >> j) & 1 for j in range(d)] for k in range(1 << d)], dtype=torch.int64,
+                             device=device),
+    }
+
+
 def grid_index(corner: torch.Tensor, layout: GridLayout) -> torch.Tensor:
     """Table rows of integer grid vertices, as torch-ngp's ``get_grid_index`` (plus the level offset).
 
@@ -207,18 +225,14 @@ def grid_index(corner: torch.Tensor, layout: GridLayout) -> torch.Tensor:
     -------
     ``(..., L)`` int64 row in the full table.
     """
-    dev = corner.device
-    strides = torch.tensor(layout.strides, dtype=torch.int64, device=dev)  # (L, D)
-    dense = ((corner * strides).sum(-1)) & _U32
+    t = _layout_tensors(layout, corner.device, torch.float32)
+    dense = ((corner * t["strides"]).sum(-1)) & _U32  # strides (L, D)
     if any(layout.use_hash):
         h = torch.zeros_like(dense)
         for d in range(layout.input_dim):
             h = h ^ ((corner[..., d] * _PRIMES[d]) & _U32)
-        use_hash = torch.tensor(layout.use_hash, dtype=torch.bool, device=dev)
-        dense = torch.where(use_hash, h, dense)
-    sizes = torch.tensor(layout.sizes, dtype=torch.int64, device=dev)
-    offsets = torch.tensor(layout.offsets[:-1], dtype=torch.int64, device=dev)
-    return dense % sizes + offsets
+        dense = torch.where(t["use_hash"], h, dense)
+    return dense % t["sizes"] + t["offsets"]
 
 
 def _inside_unit_cube(x: torch.Tensor) -> torch.Tensor:
@@ -243,14 +257,12 @@ def torch_grid_kernel(x: torch.Tensor, table: torch.Tensor, layout: GridLayout) 
     n, d = x.shape
     inside = _inside_unit_cube(x)
     xs = torch.where(inside[:, None], x, torch.zeros((), dtype=x.dtype, device=x.device))
-    scales = torch.tensor(layout.scales, dtype=x.dtype, device=x.device)  # (L,)
-    pos = xs[:, None, :] * scales[None, :, None] + layout.shift  # (N, L, D)
+    consts = _layout_tensors(layout, x.device, x.dtype)
+    pos = xs[:, None, :] * consts["scales"][None, :, None] + layout.shift  # (N, L, D)
     base = torch.floor(pos)
     frac = pos - base  # d frac / d pos = 1, like the kernel's analytic input gradient
     base = base.to(torch.int64)
-    bits = torch.tensor(
-        [[(k >> j) & 1 for j in range(d)] for k in range(1 << d)], dtype=torch.int64, device=x.device
-    )  # (K, D), corner k picks +1 in dim j when bit j is set (same corner order as the CUDA loop)
+    bits = consts["bits"]  # (K, D), corner k picks +1 in dim j when bit j is set (same corner order as the CUDA loop)
     corner = base[:, :, None, :] + bits  # (N, L, K, D)
     w = torch.where(bits.bool(), frac[:, :, None, :], 1 - frac[:, :, None, :]).prod(-1)  # (N, L, K)
     rows = grid_index(corner.transpose(1, 2), layout).transpose(1, 2)  # (N, L, K)

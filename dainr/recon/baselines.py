@@ -11,15 +11,21 @@ from dainr.recon.operators import SliceProblem
 
 
 @torch.no_grad()
-def adjoint_recon(problem: SliceProblem, chunk: int = 8) -> torch.Tensor:
+def adjoint_recon(problem: SliceProblem, chunk: int = 8, weights: torch.Tensor | None = None) -> torch.Tensor:
     """Density-compensated, coil-combined NUFFT adjoint ``Aᴴ D y`` -> ``(frames, H, W)`` complex64.
 
-    With coil maps normalised to Σ|S|² = 1 the conj(S) combination is the SENSE-optimal one.
+    With coil maps normalised to Σ|S|² = 1 the conj(S) combination is the SENSE-optimal one. ``weights``
+    ``(frames, spokes, samples)`` (e.g. 0 for held-out spokes) multiply the density; the density is rescaled per
+    frame so that dropping spokes keeps the image intensity.
     """
+    dens = problem.density
+    if weights is not None:
+        kept = (dens * weights).sum(dim=(1, 2), keepdim=True)
+        dens = dens * weights * dens.sum(dim=(1, 2), keepdim=True) / kept.clamp_min(1e-12)
     out = []
     for s in range(0, problem.n_frames, chunk):
         idx = torch.arange(s, min(s + chunk, problem.n_frames), device=problem.kspace.device)
-        y = problem.kspace[idx] * problem.density[idx][:, None]
+        y = problem.kspace[idx] * dens[idx][:, None]
         out.append(problem.op.adjoint(y, idx))
     return torch.cat(out)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from typing import Callable
 
 import numpy as np
@@ -92,6 +93,18 @@ class _PreconditionedForward(torch.autograd.Function):
         return p.op.adjoint(grad * p.density[ctx.frames][:, None], ctx.frames), None, None
 
 
+def data_loss(pred: torch.Tensor, data: torch.Tensor, mask: torch.Tensor, kind: str) -> torch.Tensor:
+    """Mean k-space loss over the samples where ``mask`` (``(B, spokes, samples)``) is 1, all coils.
+
+    ``l1``: |Re| + |Im| of the residual (the reference's L1 on real and imaginary parts); ``l2``: |residual|².
+    """
+    diff = (pred - data) * mask[:, None]
+    n = mask.sum().clamp_min(1.0) * data.shape[1]
+    if kind == "l1":
+        return (diff.real.abs().sum() + diff.imag.abs().sum()) / n
+    return (diff.abs() ** 2).sum() / n
+
+
 def build_model(c: DainrConfig, feature_dim: int) -> DAINR:
     """The DA-INR network of a :class:`DainrConfig`."""
     g = c.grid
@@ -106,13 +119,72 @@ def build_model(c: DainrConfig, feature_dim: int) -> DAINR:
     return DAINR(deform, canon)
 
 
-def _schedule(opt: torch.optim.Optimizer, c: DainrConfig) -> torch.optim.lr_scheduler.LRScheduler:
+def lr_factor(c: DainrConfig, step: int) -> float:
+    """Learning-rate multiplier at ``step``: constant, cosine (to ``final_lr_ratio``) or ×0.5 every ``step_size``."""
     if c.schedule == "cosine":
-        return torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda s: c.final_lr_ratio + (1 - c.final_lr_ratio) * 0.5 * (1 + math.cos(math.pi * s / c.steps)))
+        return c.final_lr_ratio + (1 - c.final_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(step, c.steps) / c.steps))
     if c.schedule == "step":
-        return torch.optim.lr_scheduler.StepLR(opt, step_size=c.step_size, gamma=0.5)
-    return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+        return 0.5 ** (step // c.step_size)
+    return 1.0
+
+
+def set_lr(opt: torch.optim.Optimizer, lr: float) -> None:
+    """Set the learning rate in place (a tensor lr stays the same tensor, as a captured CUDA graph needs)."""
+    for g in opt.param_groups:
+        if isinstance(g["lr"], torch.Tensor):
+            g["lr"].fill_(lr)
+        else:
+            g["lr"] = lr
+
+
+class StepGraph:
+    """One whole optimisation step (render, NUFFT, loss, backward, AdamW) captured in a CUDA graph.
+
+    DA-INR's step is thousands of tiny kernels; replaying a graph removes the launch and Python overhead. The frame
+    indices live in a static device tensor that is refilled before each replay. The warm-up steps that CUDA graphs
+    need (on a side stream) are real optimisation steps on real frames.
+    """
+
+    def __init__(self, loss_fn: Callable[[torch.Tensor], torch.Tensor], opt: torch.optim.Optimizer, batch: int,
+                 device: torch.device, warmup: list[list[int]]):
+        self.idx = torch.zeros(batch, dtype=torch.long, device=device)
+        self.opt = opt
+        side = torch.cuda.Stream(device)
+        side.wait_stream(torch.cuda.current_stream(device))
+        with torch.cuda.stream(side):
+            for frames in warmup:
+                self.idx.copy_(torch.tensor(frames))
+                opt.zero_grad(set_to_none=True)
+                loss_fn(self.idx).backward()
+                opt.step()
+        torch.cuda.current_stream(device).wait_stream(side)
+        self.warmup_steps = len(warmup)
+        self.graph = torch.cuda.CUDAGraph()
+        opt.zero_grad(set_to_none=True)
+        with torch.cuda.graph(self.graph):
+            self.loss = loss_fn(self.idx)
+            self.loss.backward()
+            opt.step()
+
+    def run(self, frames: list[int]) -> torch.Tensor:
+        self.idx.copy_(torch.tensor(frames))
+        self.graph.replay()
+        return self.loss
+
+
+def holdout_mask(spoke_mask: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """``(frames, spokes)`` bool: the measured spokes held out for validation, ``round(fraction·S_f)`` per frame
+    (at least one when ``fraction > 0``, never all of a frame's spokes)."""
+    rng = np.random.default_rng(seed + 31337)
+    out = np.zeros_like(spoke_mask, dtype=bool)
+    if fraction <= 0:
+        return out
+    for f in range(spoke_mask.shape[0]):
+        measured = np.flatnonzero(spoke_mask[f])
+        n = min(max(1, int(round(fraction * len(measured)))), len(measured) - 1)
+        if n > 0:
+            out[f, rng.choice(measured, n, replace=False)] = True
+    return out
 
 
 class FrameSampler:
@@ -149,8 +221,12 @@ def fit_dainr(prepared: PreparedCine, config: Config, device: torch.device,
     """
     c = config.dainr
     cine, maps = lowres_cine(prepared.cine, prepared.coil_maps, c.sr_ratio)
-    problem = build_problem(cine, maps, device)
+    problem = build_problem(cine, maps, device, backend=c.nufft_backend)
     n_frames = cine.n_frames
+    spoke_mask = cine.spoke_mask if cine.spoke_mask is not None else np.ones(cine.kspace.shape[::2][:2], bool)
+    held = torch.as_tensor(holdout_mask(spoke_mask, c.validation_fraction, config.seed), device=device)
+    val_mask = problem.mask * held[..., None]
+    fit_mask = problem.mask - val_mask  # the loss and the features never see held-out spokes
     train = np.arange(0, n_frames, c.down_ratio) if c.down_ratio > 1 else np.arange(n_frames)
     if c.down_ratio > 1 and n_frames > 1 and train[-1] != n_frames - 1 and len(train) < 2:
         train = np.array([0, n_frames - 1])
@@ -161,14 +237,17 @@ def fit_dainr(prepared: PreparedCine, config: Config, device: torch.device,
     feats = None
     if c.features.enabled:
         with torch.no_grad():
-            under = adjoint_recon(problem).abs().float()
+            under = adjoint_recon(problem, weights=fit_mask).abs().float()
             extractor = MDSRFeatures(seed=c.features.seed, weights=c.features.weights or None).to(device)
             feats = neighbour_features(extractor, under, distance=c.down_ratio, allowed=set(int(f) for f in train))
             del extractor
     feature_dim = 0 if feats is None else int(feats.shape[1])
     model = build_model(c, feature_dim).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=c.lr, weight_decay=c.weight_decay)
-    sched = _schedule(opt, c)
+    use_graph = c.cuda_graph and device.type == "cuda" and c.steps > 10
+    fused = c.fused and device.type == "cuda"
+    lr0 = torch.tensor(c.lr, device=device) if use_graph else c.lr
+    opt = torch.optim.AdamW(model.parameters(), lr=lr0, weight_decay=c.weight_decay, fused=fused or None,
+                            capturable=use_graph)
     ema = [p.detach().clone() for p in model.parameters()] if c.ema > 0 else None
 
     coords = centred_coords(h, w, device)
@@ -180,6 +259,7 @@ def fit_dainr(prepared: PreparedCine, config: Config, device: torch.device,
     info: dict = {"train_frames": int(len(train)), "train_matrix": [h, w]}
 
     def render(frames: list[int], xy: torch.Tensor, ff: torch.Tensor | None, shape: tuple[int, int]) -> torch.Tensor:
+        """Frames ``frames`` at coordinates ``xy`` -> ``(B, H, W)`` complex (no gradient bookkeeping needed)."""
         idx = torch.tensor(frames, device=device)
         return model.render(times[idx], xy, None if ff is None else ff[idx], image_shape=shape)
 
@@ -196,24 +276,47 @@ def fit_dainr(prepared: PreparedCine, config: Config, device: torch.device,
         return torch.cat([render(list(range(s, min(s + chunk, n_frames))), coords_full, feats_full,
                                  (full_h, full_w)) for s in range(0, n_frames, chunk)])
 
+    @torch.no_grad()
+    def validation_loss(chunk: int = 4) -> float:
+        total, count = 0.0, 0.0
+        for s in range(0, len(train), chunk):
+            fr = [int(f) for f in train[s:s + chunk]]
+            i = torch.tensor(fr, device=device)
+            pred = problem.op(render(fr, coords, feats_flat, (h, w)), i)
+            m = val_mask[i]
+            total += float(data_loss(pred, problem.kspace[i], m, c.loss)) * float(m.sum())
+            count += float(m.sum())
+        return total / max(count, 1.0)
+
+    best, best_val, best_step, since = None, math.inf, 0, 0
+    def step_loss(idx: torch.Tensor) -> torch.Tensor:
+        ff = None if feats_flat is None else feats_flat[idx]
+        img = model.render(times[idx], coords, ff, image_shape=(h, w))
+        pred = (_PreconditionedForward.apply(img, problem, idx) if c.preconditioned_gradient
+                else problem.op(img, idx))
+        return data_loss(pred, problem.kspace[idx], fit_mask[idx], c.loss)
+
+    graph: StepGraph | None = None
+    t_fit = time.perf_counter()
     step = 0
     while step < c.steps:
         frames = sampler.take(per_step)
-        idx = torch.tensor(frames, device=device)
+        set_lr(opt, c.lr * lr_factor(c, step))
         try:
-            img = render(frames, coords, feats_flat, (h, w))
-            pred = (_PreconditionedForward.apply(img, problem, idx) if c.preconditioned_gradient
-                    else problem.op(img, idx))
-            diff = (pred - problem.kspace[idx]) * problem.mask[idx][:, None]
-            n_meas = problem.mask[idx].sum() * problem.kspace.shape[1]
-            if c.loss == "l1":
-                loss = (diff.real.abs().sum() + diff.imag.abs().sum()) / n_meas
+            if use_graph and graph is None:
+                graph = StepGraph(step_loss, opt, per_step, device, warmup=[sampler.take(per_step)
+                                                                            for _ in range(2)])
+                step += graph.warmup_steps
+            if graph is not None:
+                loss = graph.run(frames)
             else:
-                loss = (diff.abs() ** 2).sum() / n_meas
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
+                loss = step_loss(torch.tensor(frames, device=device))
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
         except torch.cuda.OutOfMemoryError:
             opt.zero_grad(set_to_none=True)
+            graph, use_graph = None, False
             torch.cuda.empty_cache()
             if per_step == 1:
                 raise ResourceError("GPU out of memory even at one frame per step; use a smaller matrix, "
@@ -222,8 +325,6 @@ def fit_dainr(prepared: PreparedCine, config: Config, device: torch.device,
             log.warning("GPU out of memory: continuing with %d frame(s) per step", per_step)
             info["frames_per_step_after_oom"] = per_step
             continue
-        opt.step()
-        sched.step()
         step += 1
         if ema is not None:
             with torch.no_grad():
@@ -236,11 +337,27 @@ def fit_dainr(prepared: PreparedCine, config: Config, device: torch.device,
                 progress(step, c.steps, f"loss {lv:.3e}")
         if monitor is not None and monitor_every and step % monitor_every == 0:
             monitor(step, render_all())
+        if c.validation_fraction > 0 and (step % c.validate_every == 0 or step == c.steps):
+            v = validation_loss()
+            info.setdefault("validation", []).append([step, round(v, 6)])
+            if v < best_val:
+                best_val, best_step, since = v, step, 0
+                best = [p.detach().clone() for p in model.parameters()]
+            else:
+                since += 1
+                if c.patience and since >= c.patience:
+                    break
 
-    if ema is not None:
+    info["fit_seconds"] = round(time.perf_counter() - t_fit, 3)
+    info["cuda_graph"] = graph is not None
+    final = best if best is not None else ema
+    if final is not None:
         with torch.no_grad():
-            for e, p in zip(ema, model.parameters()):
+            for e, p in zip(final, model.parameters()):
                 p.copy_(e)
+    if best is not None:
+        info["selected_step"] = best_step
+        info["steps_run"] = step
     out = render_all()
     # Where the coil maps vanish (outside the estimated signal support) the data do not constrain the network:
     # keep the image there at zero, as SENSE does.

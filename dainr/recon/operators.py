@@ -59,13 +59,14 @@ def density_weights(cine: CineData) -> np.ndarray:
 
 
 def build_problem(cine: CineData, coil_maps: np.ndarray, device: torch.device,
-                  matrix: tuple[int, int] | None = None) -> SliceProblem:
-    """Move a prepared slice to ``device`` and build its operator (``matrix`` overrides the image size)."""
+                  matrix: tuple[int, int] | None = None, backend: str = "gather") -> SliceProblem:
+    """Move a prepared slice to ``device`` and build its operator (``matrix`` overrides the image size;
+    ``backend`` is the NUFFT's, see :class:`~dainr.physics.nufft.MultiCoilNufft`)."""
     maps = torch.as_tensor(coil_maps, dtype=torch.complex64, device=device)
     if matrix is not None and tuple(matrix) != tuple(maps.shape[-2:]):
         raise ValueError("coil maps must be given at the requested matrix")
     traj = torch.as_tensor(cine.traj, dtype=torch.float32, device=device)
-    op = MultiCoilNufft(traj, maps)
+    op = MultiCoilNufft(traj, maps, backend=backend)
     return SliceProblem(
         op=op,
         kspace=torch.as_tensor(cine.kspace, dtype=torch.complex64, device=device),

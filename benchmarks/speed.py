@@ -1,0 +1,95 @@
+"""GPU speed of one DA-INR slice: time per optimisation step, whole-slice wall time and peak memory, for the
+eager baseline and the optimised path, measured in the same run (ratios, not only absolute times).
+
+    python benchmarks/speed.py --device cuda [--matrix 128 --frames 30 --spokes 13 --coils 8] [--profile]
+
+Variants (each a list of config overrides; see --variants):
+  eager-baseline  torchkbnufft table NUFFT, unfused AdamW, no CUDA graph (a plain eager PyTorch step)
+  gather          precomputed-table (gather) NUFFT
+  fast            the `fast` preset as shipped
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import torch  # noqa: E402
+
+from dainr.config import load_config  # noqa: E402
+from dainr.metrics import quality  # noqa: E402
+from dainr.recon import reconstruct  # noqa: E402
+from dainr.simulate import simulate  # noqa: E402
+
+VARIANTS = {
+    "eager-baseline": ["dainr.nufft_backend=table", "dainr.fused=false", "dainr.cuda_graph=false",
+                       "dainr.grid.backend=torch"],
+    "gather": ["dainr.nufft_backend=gather", "dainr.fused=false", "dainr.cuda_graph=false",
+               "dainr.grid.backend=torch"],
+    "fast": [],
+}
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--device", default="cuda")
+    p.add_argument("--matrix", type=int, default=128)
+    p.add_argument("--frames", type=int, default=30)
+    p.add_argument("--spokes", type=int, default=13)
+    p.add_argument("--coils", type=int, default=8)
+    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--frames-per-step", type=int, default=4)
+    p.add_argument("--variants", default="eager-baseline,gather,fast")
+    p.add_argument("--set", dest="overrides", action="append", default=[])
+    p.add_argument("--profile", action="store_true", help="print a torch.profiler table of the fast variant")
+    p.add_argument("--json", type=Path)
+    a = p.parse_args()
+    series = simulate("phantom", matrix=a.matrix, frames=a.frames, coils=a.coils, spokes=a.spokes, snr=100, seed=0)
+    cine, truth = series.slices[0], series.truth[0]
+    rows = []
+    for name in a.variants.split(","):
+        cfg = load_config("fast", overrides=[f"device={a.device}", f"dainr.steps={a.steps}",
+                                             f"dainr.frames_per_step={a.frames_per_step}", *VARIANTS[name],
+                                             *a.overrides])
+        reconstruct(cine, load_config("fast", overrides=[f"device={a.device}", "dainr.steps=3", *VARIANTS[name]]))
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+        t0 = time.perf_counter()
+        res = reconstruct(cine, cfg)
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        wall = time.perf_counter() - t0
+        fit = res.info.get("fit_seconds", wall)
+        row = {"variant": name, "wall_s": round(wall, 3), "fit_s": round(fit, 3),
+               "ms_per_step": round(1000 * fit / max(res.iterations, 1), 2), "steps": res.iterations,
+               "peak_gib": round(torch.cuda.max_memory_allocated() / 2**30, 3) if torch.cuda.is_available() else None,
+               "psnr": round(quality(res.images, truth).psnr, 2)}
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    base = rows[0]
+    for r in rows[1:]:
+        print(f"{r['variant']}: {base['ms_per_step'] / r['ms_per_step']:.1f}x faster per step, "
+              f"{base['wall_s'] / r['wall_s']:.1f}x faster per slice than {base['variant']}")
+    if a.profile:
+        from torch.profiler import ProfilerActivity, profile
+
+        cfg = load_config("fast", overrides=[f"device={a.device}", "dainr.steps=20", *a.overrides])
+        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+            reconstruct(cine, cfg)
+        print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=25))
+    if a.json:
+        a.json.write_text(json.dumps({"date": time.strftime("%Y-%m-%d"), "device": torch.cuda.get_device_name(0)
+                                      if torch.cuda.is_available() else "cpu", "command": " ".join(sys.argv),
+                                      "rows": rows}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
