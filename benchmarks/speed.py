@@ -80,7 +80,8 @@ def main() -> int:
     if a.profile:
         from torch.profiler import ProfilerActivity, profile
 
-        cfg = load_config("fast", overrides=[f"device={a.device}", "dainr.steps=20", *a.overrides])
+        cfg = load_config("fast", overrides=[f"device={a.device}", "dainr.steps=20", "dainr.cuda_graph=false",
+                                             *a.overrides])
         with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
             reconstruct(cine, cfg)
         print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=25))

@@ -53,6 +53,22 @@ class TrajectoryConfig:
 
 
 @dataclass
+class BinningConfig:
+    """Binning of a real-time radial stream (no phase index: every ``idx.phase`` equal) into frames.
+
+    Attributes
+    ----------
+    spokes_per_frame: consecutive spokes in each frame (``dainr recon --spokes-per-frame``); 0 = off, the frames are
+        ``idx.phase``. Data whose frames are numbered in ``idx.phase`` are refused when it is set.
+    stride: spokes from one frame's start to the next (``--frame-stride``); 0 = ``spokes_per_frame`` (no overlap);
+        below it = a sliding window (a spoke then feeds several frames).
+    """
+
+    spokes_per_frame: int = 0
+    stride: int = 0
+
+
+@dataclass
 class CGSenseConfig:
     """Per-frame CG-SENSE (conjugate gradient on the normal equations, density-preconditioned-free).
 
@@ -182,6 +198,7 @@ class Config:
     preset: str = ""
     prep: PrepConfig = field(default_factory=PrepConfig)
     trajectory: TrajectoryConfig = field(default_factory=TrajectoryConfig)
+    binning: BinningConfig = field(default_factory=BinningConfig)
     cgsense: CGSenseConfig = field(default_factory=CGSenseConfig)
     dainr: DainrConfig = field(default_factory=DainrConfig)
 
@@ -204,7 +221,8 @@ _POSITIVE = ("cgsense.iterations", "dainr.steps", "dainr.frames_per_step", "dain
              "dainr.grid.base_resolution", "dainr.grid.finest_resolution", "dainr.grid.log2_table_size",
              "dainr.step_size", "dainr.hidden", "dainr.validate_every", "dainr.deformation_width", "dainr.deformation_depth")
 _NON_NEGATIVE = ("prep.virtual_coils", "cgsense.tolerance", "cgsense.regularization", "dainr.weight_decay",
-                 "dainr.space_degree", "dainr.time_degree", "dainr.patience", "trajectory.angle_increment_deg")
+                 "dainr.space_degree", "dainr.time_degree", "dainr.patience", "trajectory.angle_increment_deg",
+                 "binning.spokes_per_frame", "binning.stride")
 
 
 def available_presets() -> list[str]:
@@ -278,6 +296,9 @@ def _validate(cfg: Config) -> None:
             raise ConfigError(f"config key '{key}' must be >= 0, got {flat[key]!r}")
     if not (cfg.device in ("auto", "cpu", "cuda") or cfg.device.startswith("cuda:")):
         raise ConfigError(f"device {cfg.device!r} is not one of auto, cpu, cuda, cuda:N")
+    if cfg.binning.stride and not cfg.binning.stride <= cfg.binning.spokes_per_frame:
+        raise ConfigError(f"config key 'binning.stride' ({cfg.binning.stride}) must not exceed "
+                          f"binning.spokes_per_frame ({cfg.binning.spokes_per_frame}); set binning.spokes_per_frame")
     if not 0.0 <= cfg.dainr.validation_fraction < 0.5:
         raise ConfigError("config key 'dainr.validation_fraction' must be in [0, 0.5), got "
                           f"{cfg.dainr.validation_fraction}")

@@ -32,6 +32,12 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--group", default="dataset", help="HDF5 group for the output images (default dataset)")
     p.add_argument("--series", type=int, default=1, help="image_series_index of the output (default 1)")
     p.add_argument("--complex", action="store_true", help="write complex images instead of magnitude")
+    p.add_argument("--spokes-per-frame", type=int, metavar="S",
+                   help="bin a real-time stream (no phase index) into frames of S consecutive spokes "
+                        "(binning.spokes_per_frame; default 0 = frames from idx.phase)")
+    p.add_argument("--frame-stride", type=int, metavar="N",
+                   help="with --spokes-per-frame: a new frame every N spokes, N < S = sliding window "
+                        "(binning.stride; default S)")
     p.add_argument("--slice", dest="slices", type=int, action="append", metavar="N",
                    help="reconstruct only this idx.slice (repeatable)")
     p.add_argument("--truth", type=Path, help="ground truth .npy ((frames,H,W) or (slices,frames,H,W)) for metrics")
@@ -54,6 +60,16 @@ def _load_truth(path: Path, n_slices: int, slice_ids: list[int]) -> list[np.ndar
     return [truth[i] if truth.shape[0] > i else truth[0] for i in slice_ids]
 
 
+def _preflight(slices: list, cfg) -> list:
+    """Check every slice against the device's memory before any optimisation starts (INPUT_POLICY.md §9): the
+    config per slice, with fewer frames per step where needed; :class:`ResourceError` when one cannot fit."""
+    from dainr.recon.budget import fit_to_device
+    from dainr.recon.device import resolve_device
+
+    device = resolve_device(cfg.device)
+    return [fit_to_device(cine, cfg, device) for cine in slices]
+
+
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -67,12 +83,17 @@ def run(args: argparse.Namespace) -> int:
         overrides.append(f"method={args.method}")
     if args.device:
         overrides.append(f"device={args.device}")
+    if args.spokes_per_frame is not None:
+        overrides.append(f"binning.spokes_per_frame={args.spokes_per_frame}")
+    if args.frame_stride is not None:
+        overrides.append(f"binning.stride={args.frame_stride}")
     cfg = load_config(args.preset, args.config, overrides)
     if args.output.resolve() == args.input.resolve():
         raise ConfigError("the output file must differ from the input raw file")
     override = mrd.TrajectoryOverride(kind=cfg.trajectory.kind or None,
                                       angle_increment_deg=cfg.trajectory.angle_increment_deg or None)
-    series = mrd.read_raw(args.input, group=args.input_group, trajectory_override=override)
+    binning = mrd.Binning(cfg.binning.spokes_per_frame, cfg.binning.stride) if cfg.binning.spokes_per_frame else None
+    series = mrd.read_raw(args.input, group=args.input_group, trajectory_override=override, binning=binning)
     slices = series.slices
     if args.slices:
         wanted = set(args.slices)
@@ -89,9 +110,11 @@ def run(args: argparse.Namespace) -> int:
                 raise InputError(f"truth of slice {c.slice_index} has shape {t.shape}, the reconstruction "
                                  f"{(c.n_frames, *c.matrix)}")
 
+    configs = _preflight(slices, cfg)
+
     images, reports, recons = [], [], []
     show = not args.quiet
-    for i, cine in enumerate(slices):
+    for i, (cine, slice_cfg) in enumerate(zip(slices, configs)):
         desc = f"slice {cine.slice_index} {cfg.method}"
         with tqdm(total=1, desc=desc, disable=not show, file=sys.stderr, leave=True, dynamic_ncols=True) as bar:
             def progress(step: int, total: int, msg: str) -> None:
@@ -100,13 +123,15 @@ def run(args: argparse.Namespace) -> int:
                 bar.set_postfix_str(msg, refresh=False)
                 bar.refresh()
 
-            result = reconstruct(cine, cfg, progress=progress)
+            result = reconstruct(cine, slice_cfg, progress=progress)
         recons.append(result.images)
         images += mrd.to_images(cine, result.images, series_index=args.series, complex_output=args.complex,
                                 image_index_start=1 + sum(c.n_frames for c in slices[:i]))
         entry = {"slice": cine.slice_index, "method": result.method, "seconds": round(result.seconds, 3),
                  "iterations": result.iterations, "frames": cine.n_frames, "spokes": cine.n_spokes,
                  "coils": cine.n_coils, **{k: v for k, v in result.info.items() if k != "scale"}}
+        if slice_cfg.dainr.frames_per_step != cfg.dainr.frames_per_step and cfg.method == "dainr":
+            entry["frames_per_step"] = slice_cfg.dainr.frames_per_step
         line = f"slice {cine.slice_index}: {result.method}, {result.seconds:.2f} s"
         if truths is not None:
             q = quality(result.images, truths[i])

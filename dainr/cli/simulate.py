@@ -30,6 +30,10 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--no-traj", action="store_true", help="omit acq.traj (readers compute it from the header)")
     p.add_argument("--slices", type=int, default=1, help="number of slices (default 1)")
     p.add_argument("--interleave", action="store_true", help="interleave slices frame by frame")
+    p.add_argument("--realtime", action="store_true",
+                   help="write a real-time stream: --frames × --spokes continuous golden-angle spokes per slice "
+                        "with no phase index (idx.phase = 0, header phase limit 0); reconstruct it with "
+                        "dainr recon --spokes-per-frame <--spokes> (the truth stays (frames, H, W))")
     p.add_argument("--oversampling", type=int, default=2, help="readout oversampling (default 2)")
     p.add_argument("--seed", type=int, default=0, help="random seed (phantom shape, noise)")
     p.add_argument("-o", "--output", required=True, type=Path, help="ISMRMRD raw file to write (.h5)")
@@ -46,6 +50,9 @@ def _check(args: argparse.Namespace) -> None:
             raise ConfigError(f"--{name} {v} is out of range [{lo}, {hi}]")
     if args.snr < 0 or math.isnan(args.snr):
         raise ConfigError(f"--snr must be >= 0 (0 or inf = noiseless), got {args.snr}")
+    if args.realtime and args.traj == "uniform":
+        raise ConfigError("--realtime writes a continuous stream, whose angles must not repeat every frame: use "
+                          "--traj goldenangle (or tddip)")
     if args.output.exists() and args.output.is_dir():
         raise ConfigError(f"output {args.output} is a directory; give a file name such as raw.h5")
 
@@ -59,16 +66,18 @@ def run(args: argparse.Namespace) -> int:
                       interleave=args.interleave, oversampling=args.oversampling)
     header_traj = "goldenangle" if args.traj == "goldenangle" else "radial"
     header = build_header(matrix=(args.matrix, args.matrix), fov_mm=series.slices[0].geometry.fov_mm,
-                          n_coils=args.coils, trajectory=header_traj, n_frames=args.frames, n_slices=args.slices,
+                          n_coils=args.coils, trajectory=header_traj, n_frames=1 if args.realtime else args.frames,
+                          n_slices=args.slices,
                           n_spokes_total_per_slice=args.frames * args.spokes, oversampling=args.oversampling,
                           trajectory_identifier="tddip" if args.traj == "tddip" else None)
     write_raw(args.output, header, series.slices, include_traj=not args.no_traj, noise=series.noise,
-              interleave=args.interleave)
+              interleave=args.interleave, phase_index=not args.realtime)
     if args.truth:
         truth = series.truth if args.slices > 1 else series.truth[0]
         args.truth.parent.mkdir(parents=True, exist_ok=True)
         np.save(args.truth, truth.astype(np.complex64))
     print(f"wrote {args.output}: {args.source}, {args.slices} slice(s) × {args.frames} frames × {args.spokes} "
-          f"spokes × {args.coils} coils, {args.traj}{' (no traj)' if args.no_traj else ''}, "
+          f"spokes × {args.coils} coils, {args.traj}{' (no traj)' if args.no_traj else ''}"
+          f"{f', real-time (bin with --spokes-per-frame {args.spokes})' if args.realtime else ''}, "
           f"noise σ = {series.sigma:.3g}" + (f"; truth {args.truth}" if args.truth else ""))
     return 0

@@ -266,7 +266,9 @@ def torch_grid_kernel(x: torch.Tensor, table: torch.Tensor, layout: GridLayout) 
     corner = base[:, :, None, :] + bits  # (N, L, K, D)
     w = torch.where(bits.bool(), frac[:, :, None, :], 1 - frac[:, :, None, :]).prod(-1)  # (N, L, K)
     rows = grid_index(corner.transpose(1, 2), layout).transpose(1, 2)  # (N, L, K)
-    vals = table[rows]  # (N, L, K, C)
+    # index_select (backward: index_add) rather than table[rows] (backward: a sorting index_put that synchronises,
+    # which a CUDA graph cannot capture).
+    vals = table.index_select(0, rows.reshape(-1)).reshape(*rows.shape, table.shape[1])  # (N, L, K, C)
     out = (w[..., None].to(table.dtype) * vals).sum(2)  # (N, L, C)
     out = out * inside[:, None, None].to(out.dtype)
     return out.reshape(n, layout.n_levels * layout.n_features)

@@ -6,6 +6,7 @@ out as ``ismrmrd.Image`` objects with headers copied from the acquisitions.
 * :func:`build_header` — an ISMRMRD header for a radial cine;
 * :func:`write_raw` / :func:`read_raw` — ISMRMRD raw HDF5 files;
 * :func:`assemble_series` — acquisitions received one by one (Gadgetron, MRD server) into a :class:`RawSeries`;
+* :class:`Binning` — real-time streams (no phase index) binned into frames at reconstruction time;
 * :func:`to_images`, :func:`write_images`, :func:`read_images` — output images.
 
 Input checks follow ``shared/design/INPUT_POLICY.md``; every refusal is a one-line :class:`dainr.errors.InputError`.
@@ -16,10 +17,11 @@ from dainr.mrd.header import EncodingInfo, build_header, encoding_info, header_t
 from dainr.mrd.images import read_images, to_images, write_images
 from dainr.mrd.raw_reader import read_raw
 from dainr.mrd.raw_writer import write_raw
-from dainr.mrd.series import RawSeries, TrajectoryOverride, assemble_series
+from dainr.mrd.series import Binning, RawSeries, TrajectoryOverride, assemble_series
 
 __all__ = [
     "AcquisitionTable",
+    "Binning",
     "EncodingInfo",
     "RawSeries",
     "TrajectoryOverride",

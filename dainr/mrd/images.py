@@ -1,9 +1,21 @@
 """Reconstructed cines as ``ismrmrd.Image`` objects, and ISMRMRD image files.
 
-Image numbering: one image per frame and slice, ``image_series_index`` given by the caller, ``phase`` = frame,
-``slice`` = ``idx.slice``, and ``image_index`` running 1-based over slices × frames, slice-major:
-``image_index = image_index_start + frame`` with the default ``image_index_start = 1 + slice_index · n_frames``
-(so S slices of F frames are numbered 1..S·F).
+Image series numbering
+----------------------
+* ``image_series_index``: one series per reconstruction, given by the caller (``dainr recon --series N``, default 1;
+  the gadget and the server use their own setting). Every slice and frame of a reconstruction shares it, so a viewer
+  shows one multi-slice cine; a file holds it as ``<group>/image_<image_series_index>``.
+* ``slice`` = the acquisitions' ``idx.slice``; ``phase`` = the frame number, 0-based: ``idx.phase − first phase`` for a
+  cine, the bin number for a real-time stream binned at reconstruction time.
+* ``image_index``: 1-based, running over slices × frames, slice-major (all frames of the first slice, then the next):
+  ``image_index = image_index_start + frame``. The default ``image_index_start = 1 + slice_index · n_frames`` numbers
+  S slices of F frames 1..S·F; ``dainr recon`` passes ``1 + (frames of the slices written before)``, which is the same
+  for equal frame counts and stays contiguous when slices differ in frames or only some are reconstructed.
+
+Geometry and time: each image carries ``field_of_view`` (the header's reconSpace FOV, mm) and the ``position``,
+``read_dir``, ``phase_dir``, ``slice_dir``, ``patient_table_position``, time stamps (``acquisition_time_stamp``,
+``physiology_time_stamp``), ``measurement_uid`` and user fields of its frame's reference acquisition (the first spoke
+of the frame, in arrival order); without references the slice geometry is used.
 """
 
 from __future__ import annotations
@@ -33,6 +45,15 @@ def _reference(ref) -> ismrmrd.Acquisition:
     return ismrmrd.Acquisition(bytes(head))
 
 
+def _frame_geometry(reference: ismrmrd.Acquisition, geo) -> dict[str, tuple[float, float, float]]:
+    """Geometry of one frame: its reference acquisition's, where that has direction vectors, else the slice's."""
+    head = reference.getHead()
+    dirs = [np.asarray(getattr(head, n), float) for n in ("read_dir", "phase_dir", "slice_dir")]
+    if all(np.linalg.norm(d) > 0 for d in dirs):
+        return {name: tuple(float(v) for v in getattr(head, name)) for name in _GEOMETRY}
+    return {name: tuple(float(v) for v in getattr(geo, name)) for name in _GEOMETRY}
+
+
 def to_images(cine: CineData, images: np.ndarray, series_index: int = 1, complex_output: bool = False,
               image_index_start: int | None = None) -> list[ismrmrd.Image]:
     """One ``ismrmrd.Image`` per frame of a reconstructed slice.
@@ -41,7 +62,7 @@ def to_images(cine: CineData, images: np.ndarray, series_index: int = 1, complex
     ----------
     cine:
         The slice the images come from: geometry, ``slice_index`` and ``frame_refs`` (per-frame acquisition headers,
-        whose time stamps, physiology stamps and user fields are copied).
+        whose geometry, time stamps, physiology stamps and user fields are copied; see the module docstring).
     images:
         ``(frames, H, W)`` complex (``[..., y, x]``).
     series_index:
@@ -70,9 +91,10 @@ def to_images(cine: CineData, images: np.ndarray, series_index: int = 1, complex
             arr, image_type = np.ascontiguousarray(images[f], np.complex64), ismrmrd.IMTYPE_COMPLEX
         else:
             arr, image_type = np.ascontiguousarray(np.abs(images[f]), np.float32), ismrmrd.IMTYPE_MAGNITUDE
-        fields = {name: tuple(float(v) for v in getattr(geo, name)) for name in _GEOMETRY}
+        reference = _reference(refs[f] if f < len(refs) else None)
+        fields = _frame_geometry(reference, geo)
         img = ismrmrd.Image.from_array(
-            arr, acquisition=_reference(refs[f] if f < len(refs) else None), transpose=False,
+            arr, acquisition=reference, transpose=False,
             image_type=image_type, image_series_index=int(series_index), image_index=start + f,
             slice=int(cine.slice_index), phase=f, field_of_view=tuple(float(v) for v in geo.fov_mm), **fields)
         out.append(img)

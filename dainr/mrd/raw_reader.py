@@ -17,7 +17,7 @@ import numpy as np
 from dainr.errors import InputError
 from dainr.mrd.acquisitions import AcquisitionTable
 from dainr.mrd.header import encoding_info, parse_header
-from dainr.mrd.series import RawSeries, TrajectoryOverride, assemble_table
+from dainr.mrd.series import Binning, RawSeries, TrajectoryOverride, assemble_table
 from dainr.mrd.validation import one_line
 
 log = logging.getLogger(__name__)
@@ -56,7 +56,7 @@ def _read_xml(path: Path, node) -> bytes:
 
 
 def read_raw(path: str | os.PathLike, group: str = "dataset", *,
-             trajectory_override: TrajectoryOverride | None = None) -> RawSeries:
+             trajectory_override: TrajectoryOverride | None = None, binning: Binning | None = None) -> RawSeries:
     """Read an ISMRMRD raw file.
 
     Parameters
@@ -67,6 +67,9 @@ def read_raw(path: str | os.PathLike, group: str = "dataset", *,
         The ISMRMRD dataset group, ``dataset`` by default.
     trajectory_override:
         How to compute angles for spokes without ``traj``.
+    binning:
+        Bin a real-time stream (no phase index) into frames of ``binning.spokes_per_frame`` spokes; None keeps the
+        frames of ``idx.phase`` (see :mod:`dainr.mrd.series`).
 
     Returns
     -------
@@ -114,7 +117,7 @@ def read_raw(path: str | os.PathLike, group: str = "dataset", *,
         raise InputError(f"{path}: /{group}/data has an unexpected acquisition header layout ({one_line(exc)}): "
                          "write the file with an ISMRMRD 1.x library") from None
     del records
-    slices, noise = assemble_table(info, table, trajectory_override)
+    slices, noise = assemble_table(info, table, trajectory_override, binning)
     log.info("read %s: %d slice(s), %d frame(s), %d coil(s)", path, len(slices), slices[0].n_frames,
              slices[0].n_coils)
     return RawSeries(header=header, header_xml=header_xml, slices=slices, noise=noise)

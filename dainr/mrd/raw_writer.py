@@ -47,7 +47,8 @@ def _order(slices: Sequence[CineData], interleave: bool) -> list[tuple[int, int]
 def write_raw(path: str | os.PathLike, header: xsd.ismrmrdHeader | bytes | str, slices: Sequence[CineData], *,
               include_traj: bool = True, noise: np.ndarray | None = None, interleave: bool = False,
               spoke_counter_start: int = 0, dwell_time_us: float = 2.0, tr_ms: float = 2.5,
-              time_stamp_start: int = 14_400_000, measurement_uid: int = 1, group: str = "dataset") -> Path:
+              time_stamp_start: int = 14_400_000, measurement_uid: int = 1, group: str = "dataset",
+              phase_index: bool = True) -> Path:
     """Write ``slices`` as a complete ISMRMRD raw file.
 
     Parameters
@@ -76,6 +77,10 @@ def write_raw(path: str | os.PathLike, header: xsd.ismrmrdHeader | bytes | str, 
         ``time_stamp_start``, 10:00 by default); ``measurement_uid``.
     group:
         The dataset group.
+    phase_index:
+        Number the frames in ``idx.phase`` (a cine). False writes a real-time stream: every ``idx.phase`` is 0 and no
+        ``ACQ_FIRST/LAST_IN_PHASE`` flags are set; the frames then only set the acquisition order (frame after frame),
+        and a reader bins the stream into frames itself (pair it with a header whose phase limit is 0).
 
     Returns
     -------
@@ -128,7 +133,7 @@ def write_raw(path: str | os.PathLike, header: xsd.ismrmrdHeader | bytes | str, 
     pos = np.array([p for p, _, _ in spokes], np.int64)
     frm = np.array([f for _, f, _ in spokes], np.int64)
     img["idx"]["slice"] = [slices[p].slice_index for p in pos]
-    img["idx"]["phase"] = frm
+    img["idx"]["phase"] = frm if phase_index else 0
     for p, c in enumerate(slices):
         for name in ("position", "read_dir", "phase_dir", "slice_dir", "patient_table_position"):
             img[name][pos == p] = getattr(c.geometry, name)
@@ -136,8 +141,9 @@ def write_raw(path: str | os.PathLike, header: xsd.ismrmrdHeader | bytes | str, 
     block_id = pos * (1 << 20) + frm
     first_in_block = np.r_[True, block_id[1:] != block_id[:-1]]
     last_in_block = np.r_[block_id[1:] != block_id[:-1], True]
-    flags[first_in_block] |= flag_bit(ismrmrd.ACQ_FIRST_IN_PHASE)
-    flags[last_in_block] |= flag_bit(ismrmrd.ACQ_LAST_IN_PHASE)
+    if phase_index:
+        flags[first_in_block] |= flag_bit(ismrmrd.ACQ_FIRST_IN_PHASE)
+        flags[last_in_block] |= flag_bit(ismrmrd.ACQ_LAST_IN_PHASE)
     for p in range(len(slices)):
         where = np.flatnonzero(pos == p)
         if where.size:

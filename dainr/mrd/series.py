@@ -9,6 +9,12 @@ Rules (ARCHITECTURE.md, INPUT_POLICY.md):
   and acquisitions of encodings other than 0, are skipped;
 * within a frame, spokes keep their arrival order; a frame with fewer spokes than the longest is zero-padded at the
   end and flagged False in ``spoke_mask``;
+* real-time radial (a continuous stream without a phase index: every ``idx.phase`` equal and no header phase limit
+  above its minimum) is binned when a :class:`Binning` is given: each slice's spokes, in arrival order, make frames of
+  ``spokes_per_frame`` consecutive spokes, a new frame every ``stride`` spokes (``stride < spokes_per_frame`` is a
+  sliding window, a spoke then belongs to several frames); spokes after the last whole frame are dropped (logged).
+  Frame f of a slice holds its spokes ``f·stride .. f·stride + spokes_per_frame − 1``; its reference header (time
+  stamps, geometry of the output image) is its first spoke's;
 * ``traj`` is used when present (2 columns, or 3 where the third is a density weight that becomes ``dcw``);
   otherwise the trajectory is computed from the header (see :func:`computed_trajectory`);
 * exact duplicates (same header and samples) are dropped with a warning.
@@ -52,6 +58,48 @@ class TrajectoryOverride:
     kind: str | None = None
     angle_increment_deg: float | None = None
     ignore_traj: bool = False
+
+
+@dataclass(frozen=True)
+class Binning:
+    """Binning of a real-time radial stream (no phase index) into frames at reconstruction time.
+
+    Attributes
+    ----------
+    spokes_per_frame:
+        Consecutive spokes in each frame, S (> 0).
+    stride:
+        Spokes from the start of one frame to the start of the next; 0 means S (frames do not overlap). A stride
+        below S is a sliding window.
+    """
+
+    spokes_per_frame: int
+    stride: int = 0
+
+    def __post_init__(self) -> None:
+        if self.spokes_per_frame < 1:
+            raise ConfigError(f"spokes per frame must be >= 1, got {self.spokes_per_frame}")
+        if not 0 <= self.stride <= self.spokes_per_frame:
+            raise ConfigError(f"the binning stride must be in 0..{self.spokes_per_frame} (the spokes per frame; "
+                              f"0 = no overlap), got {self.stride}")
+
+    @property
+    def step(self) -> int:
+        """Spokes between frame starts."""
+        return self.stride or self.spokes_per_frame
+
+    def frames_for(self, n_spokes: int) -> int:
+        """Whole frames that ``n_spokes`` consecutive spokes make (0 when fewer than S)."""
+        if n_spokes < self.spokes_per_frame:
+            return 0
+        return (n_spokes - self.spokes_per_frame) // self.step + 1
+
+    def members(self, n_spokes: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(spoke, frame)`` pairs, frame-major: spoke positions (in arrival order) and the frame each one feeds."""
+        n_frames = self.frames_for(n_spokes)
+        frame = np.repeat(np.arange(n_frames), self.spokes_per_frame)
+        spoke = frame * self.step + np.tile(np.arange(self.spokes_per_frame), n_frames)
+        return spoke.astype(np.int64), frame.astype(np.int64)
 
 
 @dataclass
@@ -210,8 +258,13 @@ def _geometry(table: AcquisitionTable, i: int, fov: tuple[float, float, float]) 
 
 
 def assemble_table(info: EncodingInfo, table: AcquisitionTable,
-                   trajectory_override: TrajectoryOverride | None = None) -> tuple[list[CineData], np.ndarray | None]:
-    """The slices and noise of a checked header's acquisitions; see the module docstring for the rules."""
+                   trajectory_override: TrajectoryOverride | None = None,
+                   binning: Binning | None = None) -> tuple[list[CineData], np.ndarray | None]:
+    """The slices and noise of a checked header's acquisitions; see the module docstring for the rules.
+
+    ``binning`` bins a real-time stream (all ``idx.phase`` equal, no multi-phase header) into frames; on data with
+    cine frames in ``idx.phase`` it is refused (:class:`InputError`).
+    """
     if len(table) == 0:
         raise InputError("the input holds no acquisitions: it must contain the radial imaging spokes")
     rows, noise_rows = _imaging_rows(table)
@@ -227,8 +280,12 @@ def assemble_table(info: EncodingInfo, table: AcquisitionTable,
     phases = idx["phase"].astype(np.int64)
     counters = idx["kspace_encode_step_1"].astype(np.int64)
     present = check.check_slices(info, slices)
-    first_phase, last_phase = check.phase_range(info, phases)
-    n_frames = last_phase - first_phase + 1
+    if binning is not None:
+        check.check_realtime(info, phases, binning.spokes_per_frame)
+        first_phase = n_frames = 0
+    else:
+        first_phase, last_phase = check.phase_range(info, phases)
+        n_frames = last_phase - first_phase + 1
 
     override = trajectory_override or TrajectoryOverride()
     use_traj = traj_dims > 0 and not override.ignore_traj
@@ -244,24 +301,41 @@ def assemble_table(info: EncodingInfo, table: AcquisitionTable,
 
     out: list[CineData] = []
     for s in present:
-        sel = np.flatnonzero(slices == s)  # arrival order
-        frame = phases[sel] - first_phase
-        order = np.lexsort((sel, frame))
-        sel, frame = sel[order], frame[order]
-        counts = np.bincount(frame, minlength=n_frames)
-        check.check_frames_complete(int(s), counts, first_phase)
+        arrival = np.flatnonzero(slices == s)  # this slice's spokes in arrival order
+        if binning is not None:
+            check.check_binning(int(s), len(arrival), binning.spokes_per_frame)
+            pick, frame = binning.members(len(arrival))
+            sel = arrival[pick]
+            slice_frames = int(frame[-1]) + 1
+            unused = len(arrival) - (int(pick[-1]) + 1)
+            if unused:
+                log.info("slice %d: %d spokes after the last whole frame of %d spokes are not used", int(s), unused,
+                         binning.spokes_per_frame)
+            log.info("slice %d: %d real-time spokes binned into %d frames of %d spokes (stride %d)", int(s),
+                     len(arrival), slice_frames, binning.spokes_per_frame, binning.step)
+        else:
+            if n_frames == 1 and len(arrival) > 1:
+                log.info("slice %d: one frame of %d spokes (no phase index); for a real-time stream, bin it into "
+                         "frames with --spokes-per-frame (binning.spokes_per_frame)", int(s), len(arrival))
+            frame = phases[arrival] - first_phase
+            order = np.lexsort((arrival, frame))
+            sel, frame = arrival[order], frame[order]
+            slice_frames = n_frames
+        counts = np.bincount(frame, minlength=slice_frames)
+        if binning is None:
+            check.check_frames_complete(int(s), counts, first_phase)
         starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
         spoke = np.arange(len(sel)) - starts[frame]
         n_spokes = int(counts.max())
         src = rows[sel]
 
-        kspace = np.zeros((n_frames, n_channels, n_spokes, n_samples), np.complex64)
+        kspace = np.zeros((slice_frames, n_channels, n_spokes, n_samples), np.complex64)
         for j, r in enumerate(src):
             kspace[frame[j], :, spoke[j], :] = _samples(table, int(r))
         check.check_finite(kspace, f"slice {int(s)} imaging samples")
 
         dcw = None
-        traj = np.zeros((n_frames, n_spokes, n_samples, 2), np.float32)
+        traj = np.zeros((slice_frames, n_spokes, n_samples, 2), np.float32)
         if use_traj:
             stored = np.zeros((len(src), n_samples, traj_dims), np.float32)
             for j, r in enumerate(src):
@@ -270,7 +344,7 @@ def assemble_table(info: EncodingInfo, table: AcquisitionTable,
             check.check_traj_range(stored)
             traj[frame, spoke] = stored[..., :2]
             if traj_dims == 3:
-                dcw = np.zeros((n_frames, n_spokes, n_samples), np.float32)
+                dcw = np.zeros((slice_frames, n_spokes, n_samples), np.float32)
                 dcw[frame, spoke] = stored[..., 2]
         else:
             centers = table.head["center_sample"][src].astype(np.int64)
@@ -288,14 +362,15 @@ def assemble_table(info: EncodingInfo, table: AcquisitionTable,
         out.append(CineData(
             kspace=kspace, traj=traj, matrix=(recon_y, recon_x),
             spoke_mask=None if mask.all() else mask, dcw=dcw, noise=noise, slice_index=int(s),
-            geometry=_geometry(table, int(rows[np.flatnonzero(slices == s)[0]]), info.recon_fov_mm),
+            geometry=_geometry(table, int(rows[arrival[0]]), info.recon_fov_mm),
             frame_refs=[header_of(table, int(r)) for r in first_of_frame]))
     return out, noise
 
 
 def assemble_series(header: xsd.ismrmrdHeader | bytes | str, acquisitions: Iterable[AcquisitionLike] | AcquisitionTable,
                     *, header_xml: bytes | None = None,
-                    trajectory_override: TrajectoryOverride | None = None) -> RawSeries:
+                    trajectory_override: TrajectoryOverride | None = None,
+                    binning: Binning | None = None) -> RawSeries:
     """Assemble acquisitions (received one by one, or read as a table) into a :class:`RawSeries`.
 
     Parameters
@@ -309,6 +384,8 @@ def assemble_series(header: xsd.ismrmrdHeader | bytes | str, acquisitions: Itera
         The header's XML as received; default: the XML given, or the parsed header re-serialised.
     trajectory_override:
         How to compute angles for data without ``traj``.
+    binning:
+        Bin a real-time stream (no phase index) into frames; None keeps the frames of ``idx.phase``.
 
     Raises
     ------
@@ -325,5 +402,5 @@ def assemble_series(header: xsd.ismrmrdHeader | bytes | str, acquisitions: Itera
     info = encoding_info(header)
     table = acquisitions if isinstance(acquisitions, AcquisitionTable) else \
         AcquisitionTable.from_acquisitions(acquisitions)
-    slices, noise = assemble_table(info, table, trajectory_override)
+    slices, noise = assemble_table(info, table, trajectory_override, binning)
     return RawSeries(header=header, header_xml=bytes(header_xml), slices=slices, noise=noise)

@@ -114,6 +114,25 @@ def phase_range(info: EncodingInfo, phases: np.ndarray) -> tuple[int, int]:
     return lo, hi
 
 
+def check_realtime(info: EncodingInfo, phases: np.ndarray, spokes_per_frame: int) -> None:
+    """Binning needs a real-time stream: every ``idx.phase`` equal and no header phase limit above its minimum."""
+    lo, hi = info.limits.get("phase", (0, 0))
+    varying = not (phases == phases[0]).all()
+    if hi > lo or varying:
+        n = hi - lo + 1 if hi > lo else len(np.unique(phases))
+        raise InputError(f"binning into {spokes_per_frame} spokes per frame was requested, but the data are a cine "
+                         f"with {n} frames numbered in idx.phase: drop --spokes-per-frame (binning.spokes_per_frame=0) "
+                         "to reconstruct those frames; binning applies to real-time streams without a phase index")
+
+
+def check_binning(slice_index: int, n_spokes: int, spokes_per_frame: int) -> None:
+    """A slice must hold at least one whole frame of the requested binning."""
+    if n_spokes < spokes_per_frame:
+        raise InputError(f"slice {slice_index} has {n_spokes} imaging spokes, too few for one frame of the "
+                         f"requested {spokes_per_frame} spokes per frame: lower --spokes-per-frame "
+                         f"(binning.spokes_per_frame) to at most {n_spokes}")
+
+
 def check_frames_complete(slice_index: int, counts: np.ndarray, first_phase: int) -> None:
     """Refuse a slice where a frame between the phase limits has no spoke."""
     empty = np.flatnonzero(counts == 0)

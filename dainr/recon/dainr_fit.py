@@ -304,9 +304,17 @@ def fit_dainr(prepared: PreparedCine, config: Config, device: torch.device,
         set_lr(opt, c.lr * lr_factor(c, step))
         try:
             if use_graph and graph is None:
-                graph = StepGraph(step_loss, opt, per_step, device, warmup=[sampler.take(per_step)
-                                                                            for _ in range(2)])
-                step += graph.warmup_steps
+                warm = [sampler.take(per_step) for _ in range(2)]
+                try:
+                    graph = StepGraph(step_loss, opt, per_step, device, warmup=warm)
+                except torch.cuda.OutOfMemoryError:
+                    raise
+                except RuntimeError as e:  # an op that cannot be captured: run eagerly instead
+                    log.warning("CUDA graph capture failed (%s); continuing without it", str(e).splitlines()[0])
+                    use_graph = False
+                    opt.zero_grad(set_to_none=True)
+                    torch.cuda.synchronize(device)
+                step += len(warm)
             if graph is not None:
                 loss = graph.run(frames)
             else:

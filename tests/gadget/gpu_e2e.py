@@ -48,9 +48,13 @@ def main() -> int:
     p.add_argument("--slices", type=int, default=2)
     p.add_argument("--preset", default="fast")
     p.add_argument("--device", default="cuda")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="config override for all three front ends")
     args = p.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
-    report: dict = {"argv": sys.argv, "preset": args.preset}
+    report: dict = {"argv": sys.argv, "preset": args.preset, "overrides": args.overrides}
+    props = dict(o.split("=", 1) for o in args.overrides)
+    sets = [x for o in args.overrides for x in ("--set", o)]
 
     def save() -> None:
         args.out.write_text(json.dumps(report, indent=2))
@@ -66,7 +70,7 @@ def main() -> int:
 
     t0 = time.perf_counter()
     assert dainr_main(["recon", str(raw), "-o", str(args.work / "cli.h5"), "--preset", args.preset, "--device",
-                       args.device, "-q"]) == 0
+                       args.device, "-q", *sets]) == 0
     report["cli_s"] = time.perf_counter() - t0
     ref = read_images(args.work / "cli.h5")[1]
     save()
@@ -74,7 +78,8 @@ def main() -> int:
     header, acqs = read_acquisitions(raw)
     fake = FakeGadgetron(args.work / "gadget.log")
     t0 = time.perf_counter()
-    reply = fake.run(configuration_node(preset=args.preset, device=args.device), header, acqs)
+    reply = fake.run(configuration_node(preset=args.preset, device=args.device,
+                                                   **{k.replace(".", "__"): v for k, v in props.items()}), header, acqs)
     report["gadget"] = {"seconds": time.perf_counter() - t0, "errors": reply.errors, "ids_tail": reply.ids[-2:],
                         **_diff(reply.images, ref)}
     report["gadget"]["log_tail"] = reply.log.splitlines()[-6:]
@@ -99,7 +104,8 @@ def main() -> int:
             while len(arrivals) < images:
                 arrivals.append(time.perf_counter() - t0)
 
-        result = replay(raw, "127.0.0.1", port, config=args.preset, progress=progress, timeout=600)
+        text = "".join(f"{k}: {v}\n" for k, v in {"preset": args.preset, **props}.items())
+        result = replay(raw, "127.0.0.1", port, config_text=text, progress=progress, timeout=600)
         report["server"] = {"seconds": result.seconds, "first_image_s": result.first_image_s,
                             **_diff(result.images, ref)}
         per_slice = [float(m) for m in re.findall(r"slice \d+ sent, \d+ images, ([0-9.]+) s after it was complete",
