@@ -5,6 +5,9 @@
 * An unknown message id silently ends gadgetron-python's iteration: :meth:`GadgetChannel.messages` refuses it.
 * Items the gadget does not consume are forwarded byte for byte (what was read is written back), so every type
   gadgetron-python can read passes through untouched, even those it cannot write (``AcquisitionBucket``).
+* Forwarding raw bytes also avoids gadgetron-python's writers for ``ImageArray``/``ReconData``, whose
+  ``np.array(..., copy=False)`` fails under numpy 2 whenever a dtype conversion is needed; the gadget itself only
+  sends ``ismrmrd.Image`` (float32 or complex64), which those writers do not touch.
 * Failures go to Gadgetron as an ERROR message (id 8, uint64 length, utf-8 text) before the CLOSE, so the chain
   fails loudly; a Python gadget never sends TEXT (id 5), which Gadgetron refuses from an external step.
 * In passive mode (``<connect>``) :func:`open_connection` reads CONFIG and HEADER itself, so a header that

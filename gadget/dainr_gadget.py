@@ -17,6 +17,11 @@ Properties are those of :mod:`dainr.stream.settings` (``preset``, ``config_file`
 slice until ``ACQ_LAST_IN_SLICE`` (or the end of the stream), each ``ReconData`` is reconstructed as it arrives, and
 the images of each slice are sent as soon as it is done. Other messages pass through unchanged. Any failure sends
 Gadgetron an ERROR message with a one-line reason before the CLOSE.
+
+In active mode gadgetron-python reads CONFIG and HEADER before this module is even imported: a header that
+ismrmrd-python cannot parse ends the child there, without CLOSE, and Gadgetron reports the broken connection (real
+Gadgetron re-serialises the header, so this takes a hand-made client). Passive mode reads both itself and answers
+such a header with an ERROR.
 """
 
 from __future__ import annotations

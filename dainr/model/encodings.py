@@ -264,7 +264,12 @@ def torch_grid_kernel(x: torch.Tensor, table: torch.Tensor, layout: GridLayout) 
     base = base.to(torch.int64)
     bits = consts["bits"]  # (K, D), corner k picks +1 in dim j when bit j is set (same corner order as the CUDA loop)
     corner = base[:, :, None, :] + bits  # (N, L, K, D)
-    w = torch.where(bits.bool(), frac[:, :, None, :], 1 - frac[:, :, None, :]).prod(-1)  # (N, L, K)
+    per_dim = torch.where(bits.bool(), frac[:, :, None, :], 1 - frac[:, :, None, :])  # (N, L, K, D)
+    # An explicit product: Tensor.prod's backward scans with cumprod and checks for zeros (a host sync), which was
+    # 92% of a step's GPU time and made the step uncapturable in a CUDA graph.
+    w = per_dim[..., 0]
+    for j in range(1, d):
+        w = w * per_dim[..., j]  # (N, L, K)
     rows = grid_index(corner.transpose(1, 2), layout).transpose(1, 2)  # (N, L, K)
     # index_select (backward: index_add) rather than table[rows] (backward: a sorting index_put that synchronises,
     # which a CUDA graph cannot capture).

@@ -5,8 +5,8 @@ Image series numbering
 * ``image_series_index``: one series per reconstruction, given by the caller (``dainr recon --series N``, default 1;
   the gadget and the server use their own setting). Every slice and frame of a reconstruction shares it, so a viewer
   shows one multi-slice cine; a file holds it as ``<group>/image_<image_series_index>``.
-* ``slice`` = the acquisitions' ``idx.slice``; ``phase`` = the frame number, 0-based: ``idx.phase − first phase`` for a
-  cine, the bin number for a real-time stream binned at reconstruction time.
+* ``slice`` = the acquisitions' ``idx.slice``; ``phase`` = the frame number, 0-based: ``idx.phase − first phase``
+  for a cine, the bin number for a real-time stream binned at reconstruction time.
 * ``image_index``: 1-based, running over slices × frames, slice-major (all frames of the first slice, then the next):
   ``image_index = image_index_start + frame``. The default ``image_index_start = 1 + slice_index · n_frames`` numbers
   S slices of F frames 1..S·F; ``dainr recon`` passes ``1 + (frames of the slices written before)``, which is the same

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+import os
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +29,9 @@ from dainr.prep import compress, compression_matrix, estimate_coil_maps, time_av
 from dainr.prep.coil_maps import default_lowres_cutoff
 
 #: ``<repo root>/../shared/cardiac_data``.
-DEFAULT_DATA_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "cardiac_data"
+#: ``$DAINR_DATA_DIR`` when set, else ``../shared/cardiac_data`` beside the repository.
+DEFAULT_DATA_DIR = Path(os.environ.get("DAINR_DATA_DIR") or
+                        Path(__file__).resolve().parents[2].parent / "shared" / "cardiac_data")
 ACDC_FILE = "dmri_tgv2_demo_data.mat"
 RADIAL_FILE = "gpuNUFFT_radial_cardiac_25_projections.mat"
 #: Coils of the real radial frame.
@@ -59,7 +62,7 @@ def data_file(name: str, data_dir: Path | None = None) -> Path:
     path = folder / name
     if not path.is_file():
         raise InputError(f"real-data file {name} not found (looked for {path}); put the shared cardiac_data folder "
-                         "there or pass its location, or use `--source phantom`, which needs no data")
+                         "there or set DAINR_DATA_DIR, or use `--source phantom`, which needs no data")
     return path
 
 

@@ -253,6 +253,7 @@ class ReconServer:
                 raise ConfigError(f"--config-dir {d} is not a folder")
         self.pool = WorkerPool(options.devices, options.isolate)
         self.stopping = False
+        self._in_progress: list[_Session] = []
         self._listener: socket.socket | None = None
         self._sessions: dict[int, tuple[threading.Thread, _Session]] = {}
         self._lock = threading.Lock()
@@ -329,9 +330,10 @@ class ReconServer:
             del self._sessions[k]
 
     def request_shutdown(self) -> None:
-        """Stop accepting; running connections get ``grace_s`` seconds (safe from a signal handler)."""
+        """Stop accepting; running connections get ``grace_s`` seconds (safe from a signal handler: no locks)."""
         if not self.stopping:
-            log.info("shutdown requested")
+            self._in_progress = [s for t, s in list(self._sessions.values()) if t.is_alive()]
+            log.info("shutdown requested; %d connection(s) in progress", len(self._in_progress))
         self.stopping = True
 
     def _shutdown(self) -> None:
@@ -351,7 +353,8 @@ class ReconServer:
         for thread, _ in running:
             thread.join(10)
         self.pool.shutdown()
-        log.info("stopped: %d connection(s) finished during shutdown, %d cancelled", len(running) - len(late),
+        in_progress = {id(s): s for s in self._in_progress + [s for _, s in running]}
+        log.info("stopped: %d connection(s) finished during shutdown, %d cancelled", len(in_progress) - len(late),
                  len(late))
         self._stopped.set()
 

@@ -3,8 +3,6 @@ non-zero exit, no traceback (unless ``--debug``), and no output file (not even a
 
 from __future__ import annotations
 
-import shutil
-
 import h5py
 import ismrmrd
 import numpy as np
@@ -259,4 +257,3 @@ def test_good_inputs_pass(good, tmp_path):
     assert main(["recon", str(good["cine"]), "-o", str(tmp_path / "a.h5"), "--method", "adjoint", "-q"]) == 0
     assert main(["recon", str(good["realtime"]), "-o", str(tmp_path / "b.h5"), "--method", "adjoint", "-q",
                  "--spokes-per-frame", str(SPOKES)]) == 0
-    shutil.rmtree(tmp_path)

@@ -167,3 +167,18 @@ def test_hand_framed_request_and_store_images(server, raw_one, ref_adjoint, tmp_
     assert_same_images(read_images(out, "run2")[1], ref_adjoint[raw_one])
     with pytest.raises(Exception, match="already has a group"):
         store_images(out, result.images, "run1")
+
+
+def test_shutdown_past_the_grace_period_cancels_and_reports(tmp_path, raw_one):
+    header, acqs = read_raw_stream(raw_one)
+    srv = make_server(tmp_path, grace_s=0.5)
+    with srv.running():
+        sock = connect(srv)
+        sock.sendall(mrd.frame_text(ADJOINT, mrd.CONFIG_TEXT) + mrd.frame_text(header, mrd.HEADER)
+                     + b"".join(mrd.frame_item(a) for a in acqs[:5]))
+        wait_until(lambda: len(srv._sessions) == 1, what="the session")
+        srv.request_shutdown()
+        with sock:
+            reply = read_reply(sock)
+    assert [m for m, _ in reply] == [mrd.TEXT, mrd.CLOSE]
+    assert "shutting down" in reply[0][1]

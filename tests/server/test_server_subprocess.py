@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -17,9 +18,10 @@ import pytest
 
 from dainr.cli import main
 from dainr.mrd import read_images
-from dainr.stream.replay import replay
+from dainr.stream import protocol as mrd
+from dainr.stream.replay import ServerError, read_raw_stream, replay
 from tests.gadget.compare import assert_same_images, cli_images
-from tests.server.conftest import ADJOINT, TIMEOUT, wait_until
+from tests.server.conftest import ADJOINT, TIMEOUT, read_reply, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.timeout(180)
@@ -86,30 +88,26 @@ def test_four_concurrent_clients(served, tmp_path):
         assert_same_images(results[i].images, refs[i % 2])
 
 
-def test_sigterm_lets_the_running_job_finish_then_exits(served, tmp_path):
+def test_sigterm_lets_the_running_connection_finish_then_exits(served, tmp_path):
     proc, port, log = served
     raw = tmp_path / "raw.h5"
     assert main(["simulate", "--matrix", "16", "--frames", "3", "--coils", "2", "--spokes", "5", "-o", str(raw),
                  "-q"]) == 0
-    result: dict[str, object] = {}
-
-    def client():
-        try:
-            result["r"] = replay(raw, "127.0.0.1", port, config_text="preset: cpu-test\ndainr.steps: 40\n",
-                                 timeout=TIMEOUT)
-        except Exception as exc:  # noqa: BLE001 - checked below
-            result["r"] = exc
-
-    before = log.read_text().count("starting on")
-    t = threading.Thread(target=client)
-    t.start()
-    wait_until(lambda: log.read_text().count("starting on") > before, what="the job to start")
-    proc.send_signal(signal.SIGTERM)
-    t.join(TIMEOUT)
-    assert not isinstance(result["r"], Exception), result["r"]
-    assert len(result["r"].images) == 3
+    header, acqs = read_raw_stream(raw)
+    started = log.read_text().count("starting on")
+    with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as sock:
+        # Everything but CLOSE: the connection is in progress when SIGTERM arrives, however fast the recon is.
+        sock.sendall(mrd.frame_text(ADJOINT, mrd.CONFIG_TEXT) + mrd.frame_text(header, mrd.HEADER)
+                     + b"".join(mrd.frame_item(a) for a in acqs))
+        wait_until(lambda: log.read_text().count("starting on") > started, what="the slice to start")
+        proc.send_signal(signal.SIGTERM)
+        wait_until(lambda: "shutdown requested" in log.read_text(), what="the server to see SIGTERM")
+        sock.sendall(mrd.frame_close())
+        reply = read_reply(sock)
+    assert [m for m, _ in reply] == [mrd.IMAGE] * 3 + [mrd.CLOSE]
     assert proc.wait(TIMEOUT) == 0
     text = log.read_text()
-    assert "shutdown requested" in text and "1 connection(s) finished during shutdown, 0 cancelled" in text
-    with pytest.raises(Exception):
+    assert "shutdown requested; 1 connection(s) in progress" in text
+    assert "1 connection(s) finished during shutdown, 0 cancelled" in text
+    with pytest.raises(ServerError, match="cannot connect"):
         replay(raw, "127.0.0.1", port, config_text=ADJOINT, timeout=5)
