@@ -252,7 +252,9 @@ def fit_dainr(prepared: PreparedCine, config: Config, device: torch.device,
 
     coords = centred_coords(h, w, device)
     times = frame_times(n_frames, device)
-    feats_flat = None if feats is None else feats.flatten(2).transpose(1, 2)  # (F, h·w, C)
+    # (F, h·w, C) cached in half precision (the features of a random frozen CNN need no more); the B frames of a
+    # step are cast back to float32 when gathered.
+    feats_flat = None if feats is None else feats.flatten(2).transpose(1, 2).contiguous().half()
     sampler = FrameSampler(train, config.seed)
     per_step = min(c.frames_per_step, len(train))
     losses: list[float] = []
@@ -261,7 +263,7 @@ def fit_dainr(prepared: PreparedCine, config: Config, device: torch.device,
     def render(frames: list[int], xy: torch.Tensor, ff: torch.Tensor | None, shape: tuple[int, int]) -> torch.Tensor:
         """Frames ``frames`` at coordinates ``xy`` -> ``(B, H, W)`` complex (no gradient bookkeeping needed)."""
         idx = torch.tensor(frames, device=device)
-        return model.render(times[idx], xy, None if ff is None else ff[idx], image_shape=shape)
+        return model.render(times[idx], xy, None if ff is None else ff[idx].float(), image_shape=shape)
 
     coords_full = centred_coords(full_h, full_w, device)
     feats_full = None
@@ -269,7 +271,7 @@ def fit_dainr(prepared: PreparedCine, config: Config, device: torch.device,
         ff = feats
         if (full_h, full_w) != (h, w):
             ff = torch.nn.functional.interpolate(feats, size=(full_h, full_w), mode="bilinear", align_corners=False)
-        feats_full = ff.flatten(2).transpose(1, 2)
+        feats_full = ff.flatten(2).transpose(1, 2).contiguous().half()
 
     @torch.no_grad()
     def render_all(chunk: int = 4) -> torch.Tensor:
@@ -290,7 +292,7 @@ def fit_dainr(prepared: PreparedCine, config: Config, device: torch.device,
 
     best, best_val, best_step, since = None, math.inf, 0, 0
     def step_loss(idx: torch.Tensor) -> torch.Tensor:
-        ff = None if feats_flat is None else feats_flat[idx]
+        ff = None if feats_flat is None else feats_flat[idx].float()
         img = model.render(times[idx], coords, ff, image_shape=(h, w))
         pred = (_PreconditionedForward.apply(img, problem, idx) if c.preconditioned_gradient
                 else problem.op(img, idx))

@@ -13,6 +13,7 @@ from dainr.config import Config
 from dainr.data import CineData, ReconResult
 from dainr.prep import prepare
 from dainr.recon.baselines import adjoint_recon, cgsense_recon
+from dainr.recon.budget import fit_to_device
 from dainr.recon.device import resolve_device
 from dainr.recon.operators import build_problem
 
@@ -49,6 +50,9 @@ def reconstruct(cine: CineData, config: Config, progress: Progress | None = None
     prepared = prepare(cine, prewhiten=config.prep.prewhiten, n_virtual=config.prep.virtual_coils or None,
                        coil_maps_method=config.prep.coil_maps)
     info: dict = {"device": str(device), "coils": int(prepared.cine.n_coils), "scale": float(prepared.scale)}
+    if config.method == "dainr":
+        config = fit_to_device(prepared.cine, config, device)  # fewer frames per step, or refuse, before fitting
+        info["frames_per_step"] = config.dainr.frames_per_step
     if config.method == "dainr":
         from dainr.recon.dainr_fit import fit_dainr
 
