@@ -273,10 +273,14 @@ def fit_dainr(prepared: PreparedCine, config: Config, device: torch.device,
             ff = torch.nn.functional.interpolate(feats, size=(full_h, full_w), mode="bilinear", align_corners=False)
         feats_full = ff.flatten(2).transpose(1, 2).contiguous().half()
 
+    # Where the coil maps vanish (outside the estimated signal support) the data do not constrain the network:
+    # the image is kept at zero there, as SENSE does.
+    support = torch.as_tensor(np.abs(prepared.coil_maps).sum(0) > 0, device=device)
+
     @torch.no_grad()
     def render_all(chunk: int = 4) -> torch.Tensor:
         return torch.cat([render(list(range(s, min(s + chunk, n_frames))), coords_full, feats_full,
-                                 (full_h, full_w)) for s in range(0, n_frames, chunk)])
+                                 (full_h, full_w)) for s in range(0, n_frames, chunk)]) * support
 
     @torch.no_grad()
     def validation_loss(chunk: int = 4) -> float:
@@ -368,9 +372,4 @@ def fit_dainr(prepared: PreparedCine, config: Config, device: torch.device,
     if best is not None:
         info["selected_step"] = best_step
         info["steps_run"] = step
-    out = render_all()
-    # Where the coil maps vanish (outside the estimated signal support) the data do not constrain the network:
-    # keep the image there at zero, as SENSE does.
-    support = torch.as_tensor(np.abs(prepared.coil_maps).sum(0) > 0, device=device)
-    out = out * support
-    return out, step, losses, info
+    return render_all(), step, losses, info
