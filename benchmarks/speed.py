@@ -32,6 +32,7 @@ VARIANTS = {
                        "dainr.grid.backend=torch"],
     "gather": ["dainr.nufft_backend=gather", "dainr.fused=false", "dainr.cuda_graph=false",
                "dainr.grid.backend=torch"],
+    "fast-nondeterministic": ["deterministic=false"],
     "fast": [],
 }
 
@@ -45,7 +46,8 @@ def main() -> int:
     p.add_argument("--coils", type=int, default=8)
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--frames-per-step", type=int, default=4)
-    p.add_argument("--variants", default="eager-baseline,gather,fast")
+    p.add_argument("--variants", default="eager-baseline,gather,fast-nondeterministic,fast")
+    p.add_argument("--repeat", action="store_true", help="run each variant twice and report the largest difference")
     p.add_argument("--set", dest="overrides", action="append", default=[])
     p.add_argument("--profile", action="store_true", help="print a torch.profiler table of the fast variant")
     p.add_argument("--json", type=Path)
@@ -66,11 +68,16 @@ def main() -> int:
         if torch.cuda.is_available():
             torch.cuda.synchronize()
         wall = time.perf_counter() - t0
+        repeat_diff = None
+        if a.repeat:
+            again = reconstruct(cine, cfg).images
+            repeat_diff = float(abs(again - res.images).max() / abs(res.images).max())
         fit = res.info.get("fit_seconds", wall)
         row = {"variant": name, "wall_s": round(wall, 3), "fit_s": round(fit, 3),
                "ms_per_step": round(1000 * fit / max(res.iterations, 1), 2), "steps": res.iterations,
                "peak_gib": round(torch.cuda.max_memory_allocated() / 2**30, 3) if torch.cuda.is_available() else None,
-               "psnr": round(quality(res.images, truth).psnr, 2)}
+               "psnr": round(quality(res.images, truth).psnr, 2), "cuda_graph": res.info.get("cuda_graph"),
+               "repeat_max_rel_diff": repeat_diff}
         rows.append(row)
         print(json.dumps(row), flush=True)
     base = rows[0]

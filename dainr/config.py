@@ -189,12 +189,16 @@ class Config:
     method: ``dainr``, ``adjoint`` or ``cgsense``.
     device: ``auto`` (cuda when available), ``cpu``, ``cuda`` or ``cuda:N``.
     seed: global seed of the optimisation (model init, frame order).
+    deterministic: use PyTorch's deterministic algorithms (on a GPU, the scatter-adds of the backward pass otherwise
+        add in a varying order, which the optimisation amplifies: repeated runs, and the CLI, gadget and server,
+        would then not give identical pixels).
     preset: name of the preset it was loaded from (informational).
     """
 
     method: str = "dainr"
     device: str = "auto"
     seed: int = 0
+    deterministic: bool = True
     preset: str = ""
     prep: PrepConfig = field(default_factory=PrepConfig)
     trajectory: TrajectoryConfig = field(default_factory=TrajectoryConfig)

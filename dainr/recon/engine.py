@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import time
 from typing import Callable
 
@@ -18,6 +20,19 @@ from dainr.recon.device import resolve_device
 from dainr.recon.operators import build_problem
 
 log = logging.getLogger(__name__)
+# cuBLAS needs this before CUDA starts to be deterministic (ignored on CPU).
+os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
+
+@contextlib.contextmanager
+def _determinism(on: bool):
+    """PyTorch's deterministic algorithms for the duration of one reconstruction (the global setting is restored)."""
+    before, warn = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.use_deterministic_algorithms(on, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before, warn_only=warn)
 
 #: progress(step, total, message) callback type; front ends draw bars with it.
 Progress = Callable[[int, int, str], None]
@@ -44,6 +59,12 @@ def reconstruct(cine: CineData, config: Config, progress: Progress | None = None
     :class:`~dainr.data.ReconResult` with ``images`` ``(frames, H, W)`` complex64 in the intensity units of the
     prepared (prewhitened) data.
     """
+    with _determinism(config.deterministic):
+        return _reconstruct(cine, config, progress, monitor, monitor_every)
+
+
+def _reconstruct(cine: CineData, config: Config, progress: Progress | None,
+                 monitor: Callable[[int, np.ndarray], None] | None, monitor_every: int) -> ReconResult:
     t0 = time.perf_counter()
     device = resolve_device(config.device)
     torch.manual_seed(config.seed)

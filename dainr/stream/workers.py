@@ -181,18 +181,23 @@ class _Worker:
         self.cancel.clear()
         if self.process is None or not self.process.is_alive():
             self._spawn()
-        self.conn.send((item.job, item.settings))
-        while not self.conn.poll(0.2):
-            if item.cancel.is_set():
-                self.cancel.set()
-            if not self.process.is_alive():
-                self._spawn()
-                raise WorkerError(f"the worker process for {self.device} died")
         try:
+            self.conn.send((item.job, item.settings))
+            while not self.conn.poll(0.2):
+                if item.cancel.is_set():
+                    self.cancel.set()
+                if not self.process.is_alive():
+                    raise EOFError
             status, value = self.conn.recv()
-        except EOFError:
+        except (EOFError, OSError):
+            self.process.join(1)
+            if self.process.is_alive():
+                self.process.terminate()
+                self.process.join(5)
+            code = self.process.exitcode
             self._spawn()
-            raise WorkerError(f"the worker process for {self.device} died") from None
+            raise WorkerError(f"the worker process for {self.device} died (exit code {code}); it was restarted") \
+                from None
         if status == "cancelled":
             raise JobCancelled("cancelled")
         if status == "dainr":

@@ -12,7 +12,7 @@ import pytest
 from dainr.mrd import read_images
 from dainr.stream import protocol as mrd
 from dainr.stream.replay import ServerError, read_raw_stream, replay, store_images
-from tests.gadget.compare import assert_same_images, cli_images
+from tests.gadget.compare import DAINR_TOLERANCE, assert_same_images, cli_images
 from tests.server.conftest import ADJOINT, TIMEOUT, connect, make_server, read_reply, u16, wait_until
 
 pytestmark = pytest.mark.timeout(120)
@@ -28,7 +28,8 @@ def test_replay_single_and_multi_slice_match_cli(server, raw_one, raw_two, ref_a
 
 def test_dainr_preset_by_name_matches_cli(server, raw_one, tmp_path):
     result = replay(raw_one, "127.0.0.1", server.address[1], config="cpu-test", timeout=TIMEOUT)
-    assert_same_images(result.images, cli_images(raw_one, tmp_path / "cli.h5", "--preset", "cpu-test"))
+    assert_same_images(result.images, cli_images(raw_one, tmp_path / "cli.h5", "--preset", "cpu-test"),
+                       DAINR_TOLERANCE)
 
 
 def test_chain_xml_and_yaml_names_from_config_dir(tmp_path, raw_two, ref_adjoint):
@@ -142,7 +143,7 @@ def test_header_first_uses_the_default_config_and_waveforms_are_accepted(server,
         reply = read_reply(sock)
     assert [m for m, _ in reply] == [mrd.IMAGE] * 3 + [mrd.CLOSE]
     assert_same_images([v for m, v in reply if m == mrd.IMAGE],
-                       cli_images(raw_one, tmp_path / "cli.h5", "--preset", "cpu-test"))
+                       cli_images(raw_one, tmp_path / "cli.h5", "--preset", "cpu-test"), DAINR_TOLERANCE)
 
 
 def test_busy_server_refuses_the_extra_connection(tmp_path, raw_one):
