@@ -6,7 +6,8 @@ eager baseline and the optimised path, measured in the same run (ratios, not onl
 Variants (each a list of config overrides; see --variants):
   eager-baseline  torchkbnufft table NUFFT, unfused AdamW, no CUDA graph (a plain eager PyTorch step)
   gather          precomputed-table (gather) NUFFT
-  fast            the `fast` preset as shipped
+  fast-nondet...   the `fast` preset with PyTorch's non-deterministic (atomic) scatter-adds
+  fast            the `fast` preset as shipped (deterministic algorithms)
 """
 
 from __future__ import annotations
@@ -29,9 +30,9 @@ from dainr.simulate import simulate  # noqa: E402
 
 VARIANTS = {
     "eager-baseline": ["dainr.nufft_backend=table", "dainr.fused=false", "dainr.cuda_graph=false",
-                       "dainr.grid.backend=torch"],
+                       "dainr.grid.backend=torch", "deterministic=false"],
     "gather": ["dainr.nufft_backend=gather", "dainr.fused=false", "dainr.cuda_graph=false",
-               "dainr.grid.backend=torch"],
+               "dainr.grid.backend=torch", "deterministic=false"],
     "fast-nondeterministic": ["deterministic=false"],
     "fast": [],
 }
