@@ -112,6 +112,9 @@ def run(args: argparse.Namespace) -> int:
 
     configs = _preflight(slices, cfg)
 
+    # image_index = 1 + (slice − header's first slice)·frames + frame: the same rule as the gadget and the server, so
+    # numbering does not depend on which slices were reconstructed.
+    slice_min = mrd.encoding_info(series.header).limits.get("slice", (0, 0))[0]
     images, reports, recons = [], [], []
     show = not args.quiet
     for i, (cine, slice_cfg) in enumerate(zip(slices, configs)):
@@ -126,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
             result = reconstruct(cine, slice_cfg, progress=progress)
         recons.append(result.images)
         images += mrd.to_images(cine, result.images, series_index=args.series, complex_output=args.complex,
-                                image_index_start=1 + sum(c.n_frames for c in slices[:i]))
+                                image_index_start=1 + (cine.slice_index - slice_min) * cine.n_frames)
         entry = {"slice": cine.slice_index, "method": result.method, "seconds": round(result.seconds, 3),
                  "iterations": result.iterations, "frames": cine.n_frames, "spokes": cine.n_spokes,
                  "coils": cine.n_coils, **{k: v for k, v in result.info.items() if k != "scale"}}

@@ -18,7 +18,7 @@ import ismrmrd
 
 from dainr.data import CineData
 from dainr.errors import InputError
-from dainr.mrd import TrajectoryOverride, assemble_series, encoding_info, parse_header
+from dainr.mrd import Binning, TrajectoryOverride, assemble_series, encoding_info, parse_header
 from dainr.mrd.acquisitions import AcquisitionLike
 
 log = logging.getLogger(__name__)
@@ -76,10 +76,13 @@ class SliceCollector:
         data arrives).
     trajectory_override:
         How to compute spoke angles for data without ``traj`` (from the config's ``trajectory`` section).
+    binning:
+        Real-time binning into frames (from the config's ``binning`` section), or None for frames from idx.phase.
     """
 
     header_xml: bytes
     trajectory_override: TrajectoryOverride = field(default_factory=TrajectoryOverride)
+    binning: Binning | None = None
 
     def __post_init__(self) -> None:
         self.header_xml = bytes(self.header_xml).rstrip(b"\0")
@@ -130,7 +133,7 @@ class SliceCollector:
         if self._count == 0:
             # Nothing was ever reconstructed: let the assembler refuse with the CLI's message.
             assemble_series(self.header, list(self._noise), header_xml=self.header_xml,
-                            trajectory_override=self.trajectory_override)
+                            trajectory_override=self.trajectory_override, binning=self.binning)
         return jobs
 
     def _complete(self, s: int) -> list[SliceJob]:
@@ -142,7 +145,7 @@ class SliceCollector:
         with _one_slice_assembly():
             try:
                 series = assemble_series(self.header, self._noise + acqs, header_xml=self.header_xml,
-                                         trajectory_override=self.trajectory_override)
+                                         trajectory_override=self.trajectory_override, binning=self.binning)
             except InputError as exc:
                 if "no imaging acquisitions" in str(exc) and self._count > 0:
                     log.warning("ignoring a group of %d acquisitions without imaging spokes", len(acqs))

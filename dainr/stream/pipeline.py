@@ -16,7 +16,7 @@ from typing import Callable, Iterable, Iterator
 import ismrmrd
 
 from dainr.data import ReconResult
-from dainr.mrd import TrajectoryOverride, to_images
+from dainr.mrd import Binning, TrajectoryOverride, to_images
 from dainr.mrd.acquisitions import AcquisitionLike
 from dainr.stream.collector import SliceCollector, SliceJob
 from dainr.stream.settings import ReconSettings
@@ -52,9 +52,15 @@ def trajectory_override(settings: ReconSettings) -> TrajectoryOverride:
     return TrajectoryOverride(kind=t.kind or None, angle_increment_deg=t.angle_increment_deg or None)
 
 
+def binning(settings: ReconSettings) -> Binning | None:
+    """The real-time binning of a config, built exactly as ``dainr recon`` builds it."""
+    b = settings.config.binning
+    return Binning(b.spokes_per_frame, b.stride) if b.spokes_per_frame else None
+
+
 def new_collector(header_xml: bytes, settings: ReconSettings) -> SliceCollector:
     """A :class:`SliceCollector` for one stream (checks the header at once)."""
-    return SliceCollector(header_xml, trajectory_override(settings))
+    return SliceCollector(header_xml, trajectory_override(settings), binning(settings))
 
 
 def reconstruct_job(job: SliceJob, settings: ReconSettings, progress: Progress | None = None,

@@ -25,9 +25,8 @@ from typing import Iterator
 
 from dainr.errors import ConfigError, DainrError
 from dainr.stream import protocol as mrd
-from dainr.stream.collector import SliceCollector
 from dainr.stream.config_names import settings_for_name, settings_for_text
-from dainr.stream.pipeline import trajectory_override
+from dainr.stream.pipeline import new_collector
 from dainr.stream.settings import DEFAULT_PRESET, ReconSettings
 from dainr.stream.workers import JobCancelled, QueuedSlice, WorkerPool
 
@@ -158,7 +157,7 @@ class _Session:
         log.info("%s: connected", self.name)
         settings = self._settings(first)
         header = first if first.id == mrd.HEADER else self.reader.read_message(frozenset({mrd.HEADER}))
-        collector = SliceCollector(header.value, trajectory_override(settings))
+        collector = new_collector(header.value, settings)
         log.info("%s: %s, method %s", self.name, settings.source, settings.config.method)
         self.sender.start()
         allowed = frozenset({mrd.ACQUISITION, mrd.WAVEFORM, mrd.IMAGE, mrd.TEXT, mrd.CLOSE})

@@ -32,3 +32,16 @@ def test_complex_output_and_series_index(tmp_path):
     assert [im.image_series_index for im in out.images] == [5, 5, 5]
     assert all(im.image_type == ismrmrd.IMTYPE_COMPLEX and np.iscomplexobj(im.data) for im in out.images)
     assert np.allclose(np.abs(out.images[0].data[0, 0]), np.abs(out.result.images[0]))
+
+
+def test_realtime_binning_reaches_the_stream(tmp_path):
+    """A real-time stream binned by the config gives the CLI's frames (same binning keys, same pixels)."""
+    raw = simulate_file(tmp_path / "rt.h5", "--realtime", matrix=16, frames=4, coils=2, spokes=5)[0]
+    header, acqs = read_acquisitions(raw)
+    settings = ReconSettings.load("cpu-test", overrides=["method=adjoint", "binning.spokes_per_frame=5"])
+    outputs = list(stream_images(header, iter(acqs), settings))
+    images = [im for o in outputs for im in o.images]
+    assert len(images) == 4 and [im.getHead().phase for im in images] == [0, 1, 2, 3]
+    assert main(["recon", str(raw), "-o", str(tmp_path / "cli.h5"), "--preset", "cpu-test", "--method", "adjoint",
+                 "--spokes-per-frame", "5", "-q"]) == 0
+    assert_same_images(images, read_images(tmp_path / "cli.h5")[1])
