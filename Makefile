@@ -6,7 +6,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO_DIR ?= demo_out
 DEMO_METHOD ?= dainr
-DEMO_PRESET ?= fast
+# `fast` on a machine with a CUDA GPU, the smaller `cpu` preset otherwise (evaluated once the venv exists).
+DEMO_PRESET ?= $(shell $(BIN)/python -c "import torch; print('fast' if torch.cuda.is_available() else 'cpu')")
 # The CPU build of PyTorch (extra "cpu"); set EXTRAS=test for an environment with a CUDA torch already present.
 EXTRAS ?= cpu,test
 

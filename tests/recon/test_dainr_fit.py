@@ -1,0 +1,85 @@
+"""DA-INR fit: shapes, determinism, temporal interpolation without leaks, spatial interpolation, validation stop."""
+
+import numpy as np
+import pytest
+import torch
+
+from dainr.config import load_config
+from dainr.recon import reconstruct
+from dainr.prep import prepare
+from dainr.recon.dainr_fit import FrameSampler, centred_coords, fit_dainr, holdout_mask
+from dainr.simulate import simulate
+
+
+@pytest.fixture(scope="module")
+def series():
+    return simulate("phantom", matrix=32, frames=5, coils=3, spokes=9, snr=100, seed=2)
+
+
+def test_shapes_and_determinism(series):
+    cfg = load_config("cpu-test")
+    a = reconstruct(series.slices[0], cfg)
+    b = reconstruct(series.slices[0], cfg)
+    assert a.images.shape == (5, 32, 32) and a.images.dtype == np.complex64
+    assert np.array_equal(a.images, b.images)
+    assert a.iterations == cfg.dainr.steps and len(a.loss) > 0
+    c = reconstruct(series.slices[0], load_config("cpu-test", overrides=["seed=1"]))
+    assert not np.array_equal(a.images, c.images)
+
+
+def test_temporal_interpolation_never_sees_held_out_frames(series):
+    """down_ratio=2 trains on frames 0, 2, 4: frames 1 and 3 are rendered, but changing their k-space (data and
+    hence their undersampled images, the features' input) must not change any output frame."""
+    cine = series.slices[0]
+    changed = simulate("phantom", matrix=32, frames=5, coils=3, spokes=9, snr=100, seed=2).slices[0]
+    rng = np.random.default_rng(0)
+    for f in (1, 3):
+        changed.kspace[f] = (rng.normal(size=changed.kspace[f].shape) * 5).astype(np.complex64)
+    # Preparation (coil maps, scaling) pools all frames by design: give both the same, to isolate the fit.
+    cfg = load_config("cpu-test", overrides=["dainr.down_ratio=2"])
+    prep_a = prepare(cine, prewhiten=False)
+    prep_b = prepare(changed, prewhiten=False)
+    prep_b.coil_maps, prep_b.scale = prep_a.coil_maps, prep_a.scale
+    prep_b.cine.kspace[[0, 2, 4]] = prep_a.cine.kspace[[0, 2, 4]]
+    torch.manual_seed(0)
+    out_a = fit_dainr(prep_a, cfg, torch.device("cpu"))[0]
+    torch.manual_seed(0)
+    out_b = fit_dainr(prep_b, cfg, torch.device("cpu"))[0]
+    assert out_a.shape == (5, 32, 32)
+    assert torch.equal(out_a, out_b)
+    # ... while changing a training frame's data does change the result (the test can fail).
+    prep_b.cine.kspace[2] = prep_b.cine.kspace[2] * 0.5
+    torch.manual_seed(0)
+    assert not torch.equal(out_a, fit_dainr(prep_b, cfg, torch.device("cpu"))[0])
+
+
+def test_spatial_interpolation_renders_full_matrix(series):
+    res = reconstruct(series.slices[0], load_config("cpu-test", overrides=["dainr.sr_ratio=2"]))
+    assert res.images.shape == (5, 32, 32) and np.isfinite(res.images).all()
+    assert res.info["train_matrix"] == [16, 16]
+
+
+def test_validation_selects_and_stops(series):
+    cfg = load_config("cpu-test", overrides=["dainr.validation_fraction=0.2", "dainr.validate_every=2",
+                                             "dainr.steps=30", "dainr.patience=2"])
+    res = reconstruct(series.slices[0], cfg)
+    val = res.info["validation"]
+    best_step = min(val, key=lambda v: v[1])[0]
+    assert res.info["selected_step"] == best_step
+    assert res.info["steps_run"] <= 30
+
+
+def test_holdout_and_sampler():
+    mask = np.ones((3, 10), bool)
+    mask[2, 7:] = False
+    held = holdout_mask(mask, 0.2, seed=0)
+    assert held.sum(1).tolist() == [2, 2, 1] and not (held & ~mask).any()
+    s = FrameSampler(np.arange(5), seed=0)
+    seen = [f for _ in range(5) for f in s.take(2)]
+    assert set(seen) == set(range(5))
+    assert all(len(set(s.take(3))) == 3 for _ in range(4))
+
+
+def test_coarse_and_fine_coordinates_coincide():
+    fine, coarse = centred_coords(8, 8, "cpu").reshape(8, 8, 2), centred_coords(4, 4, "cpu").reshape(4, 4, 2)
+    assert np.allclose(fine[::2, ::2].numpy(), coarse.numpy())
