@@ -61,12 +61,12 @@ def make_cases(out: Path, snrs: list[float], matrix: int, frames: int, coils: in
 
 
 def run_methods(cases_dir: Path, methods: list[str], device: str, monitor: int, roles: set[str],
-                overrides: list[str], save=None) -> list[dict]:
+                overrides: list[str], save=None, only=None) -> list[dict]:
     from dainr.recon import reconstruct
 
     rows = []
     for case in case_list(cases_dir):
-        if case["role"] not in roles:
+        if case["role"] not in roles or (only is not None and not only(case)):
             continue
         series = read_raw(cases_dir / case["raw"])
         truth = np.load(cases_dir / case["truth"])

@@ -148,6 +148,8 @@ class DainrConfig:
     validate_every: steps between validations; patience: stop after this many validations without improvement
         (0 = run all steps).
     log_every: record the loss every this many steps.
+    tv_temporal: weight of a temporal total-variation penalty on the rendered frames (each step then renders
+        ``frames_per_step`` consecutive frames); 0 = off (the reference has no regulariser).
     nufft_backend: ``gather`` (precomputed interpolation tables) or ``table`` (torchkbnufft).
     fused: fused AdamW on CUDA. cuda_graph: capture the whole step in a CUDA graph on CUDA.
     """
@@ -173,6 +175,7 @@ class DainrConfig:
     validate_every: int = 25
     patience: int = 0
     log_every: int = 10
+    tv_temporal: float = 0.0
     nufft_backend: str = "gather"
     fused: bool = True
     cuda_graph: bool = True
@@ -225,7 +228,7 @@ _POSITIVE = ("cgsense.iterations", "dainr.steps", "dainr.frames_per_step", "dain
              "dainr.grid.base_resolution", "dainr.grid.finest_resolution", "dainr.grid.log2_table_size",
              "dainr.step_size", "dainr.hidden", "dainr.validate_every", "dainr.deformation_width", "dainr.deformation_depth")
 _NON_NEGATIVE = ("prep.virtual_coils", "cgsense.tolerance", "cgsense.regularization", "dainr.weight_decay",
-                 "dainr.space_degree", "dainr.time_degree", "dainr.patience", "trajectory.angle_increment_deg",
+                 "dainr.space_degree", "dainr.time_degree", "dainr.patience", "dainr.tv_temporal", "trajectory.angle_increment_deg",
                  "binning.spokes_per_frame", "binning.stride")
 
 

@@ -105,6 +105,12 @@ def data_loss(pred: torch.Tensor, data: torch.Tensor, mask: torch.Tensor, kind: 
     return (diff.abs() ** 2).sum() / n
 
 
+def temporal_tv(img: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """Mean magnitude of the difference between consecutive frames of ``(B, H, W)`` complex images (smoothed at 0)."""
+    d = img[1:] - img[:-1]
+    return torch.sqrt(d.real.square() + d.imag.square() + eps).mean()
+
+
 def build_model(c: DainrConfig, feature_dim: int) -> DAINR:
     """The DA-INR network of a :class:`DainrConfig`."""
     g = c.grid
@@ -188,15 +194,23 @@ def holdout_mask(spoke_mask: np.ndarray, fraction: float, seed: int) -> np.ndarr
 
 
 class FrameSampler:
-    """Seeded frame order: each epoch is a permutation of the training frames, consumed ``k`` at a time."""
+    """Seeded frame order: each epoch is a permutation of the training frames, consumed ``k`` at a time.
 
-    def __init__(self, frames: np.ndarray, seed: int):
+    With ``consecutive=True`` a step gets ``k`` neighbouring training frames in time order (a window starting at a
+    seeded random position, never wrapping), as the temporal regulariser needs.
+    """
+
+    def __init__(self, frames: np.ndarray, seed: int, consecutive: bool = False):
         self.frames = np.asarray(frames)
         self.rng = np.random.default_rng(seed)
         self.queue: list[int] = []
+        self.consecutive = consecutive
 
     def take(self, k: int) -> list[int]:
         k = min(k, len(self.frames))
+        if self.consecutive:
+            start = int(self.rng.integers(0, len(self.frames) - k + 1))
+            return [int(f) for f in self.frames[start:start + k]]
         out: list[int] = []
         while len(out) < k:
             if not self.queue:
@@ -255,7 +269,7 @@ def fit_dainr(prepared: PreparedCine, config: Config, device: torch.device,
     # (F, h·w, C) cached in half precision (the features of a random frozen CNN need no more); the B frames of a
     # step are cast back to float32 when gathered.
     feats_flat = None if feats is None else feats.flatten(2).transpose(1, 2).contiguous().half()
-    sampler = FrameSampler(train, config.seed)
+    sampler = FrameSampler(train, config.seed, consecutive=c.tv_temporal > 0)
     per_step = min(c.frames_per_step, len(train))
     losses: list[float] = []
     info: dict = {"train_frames": int(len(train)), "train_matrix": [h, w]}
@@ -300,7 +314,10 @@ def fit_dainr(prepared: PreparedCine, config: Config, device: torch.device,
         img = model.render(times[idx], coords, ff, image_shape=(h, w))
         pred = (_PreconditionedForward.apply(img, problem, idx) if c.preconditioned_gradient
                 else problem.op(img, idx))
-        return data_loss(pred, problem.kspace[idx], fit_mask[idx], c.loss)
+        loss = data_loss(pred, problem.kspace[idx], fit_mask[idx], c.loss)
+        if c.tv_temporal > 0 and img.shape[0] > 1:
+            loss = loss + c.tv_temporal * temporal_tv(img)
+        return loss
 
     graph: StepGraph | None = None
     t_fit = time.perf_counter()
