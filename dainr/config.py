@@ -339,6 +339,11 @@ def parse_override(text: str) -> dict[str, Any]:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
+    return nested_key(key, value)
+
+
+def nested_key(key: str, value: Any) -> dict[str, Any]:
+    """``("a.b", 3)`` -> ``{"a": {"b": 3}}``."""
     nested: dict[str, Any] = {}
     cur = nested
     parts = key.split(".")

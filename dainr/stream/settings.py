@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from dainr.config import Config, available_presets, load_config
+from dainr.config import Config, available_presets, load_config, nested_key
 from dainr.errors import ConfigError
 
 #: Default preset of every front end (the CLI's ``--preset`` default).
@@ -101,7 +101,7 @@ class ReconSettings:
                 valid = ", ".join(_FRONT_END_KEYS + ("method", "device"))
                 raise ConfigError(f"unknown property '{key}'; use one of {valid} or a config key such as "
                                   "dainr.steps")
-            overrides.append(f"{key}={value}" if isinstance(value, str) else _nested(key, value))
+            overrides.append(f"{key}={value}" if isinstance(value, str) else nested_key(key, value))
         if config_dirs is not None:
             dirs = list(config_dirs)
             if preset not in available_presets():
@@ -111,16 +111,6 @@ class ReconSettings:
         settings = cls.load(preset, config_file, overrides, series_index, complex_output)
         return dataclasses.replace(settings, source=settings.source + "".join(
             f", {k}={v}" for k, v in props.items()))
-
-
-def _nested(key: str, value: Any) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    cur = out
-    parts = key.split(".")
-    for p in parts[:-1]:
-        cur = cur.setdefault(p, {})
-    cur[parts[-1]] = value
-    return out
 
 
 def _as_int(value: Any, name: str) -> int:
