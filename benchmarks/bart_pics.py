@@ -24,7 +24,7 @@ from dainr.mrd import read_raw
 from dainr.prep import prepare
 from dainr.recon.operators import build_problem
 
-LAMBDAS = (0.0003, 0.001, 0.003, 0.01, 0.03)
+LAMBDAS = (0.0003, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3)
 
 
 def write_cfl(base: Path, arr: np.ndarray) -> None:
