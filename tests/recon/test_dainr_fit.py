@@ -83,3 +83,17 @@ def test_holdout_and_sampler():
 def test_coarse_and_fine_coordinates_coincide():
     fine, coarse = centred_coords(8, 8, "cpu").reshape(8, 8, 2), centred_coords(4, 4, "cpu").reshape(4, 4, 2)
     assert np.allclose(fine[::2, ::2].numpy(), coarse.numpy())
+
+
+def test_stopping_rule_is_deterministic_and_blind_to_the_truth(series):
+    """The engine has no truth input; a monitor that does read the truth (the benchmarks' diagnostic) changes
+    nothing, and the self-supervised selection repeats exactly."""
+    cfg = load_config("cpu-test", overrides=["dainr.validation_fraction=0.2", "dainr.validate_every=3",
+                                             "dainr.steps=18", "dainr.patience=2"])
+    plain = reconstruct(series.slices[0], cfg)
+    seen = []
+    watched = reconstruct(series.slices[0], cfg, monitor=lambda step, imgs: seen.append(
+        float(np.abs(imgs - series.truth[0]).mean())), monitor_every=3)
+    assert seen and np.array_equal(plain.images, watched.images)
+    assert plain.info["selected_step"] == watched.info["selected_step"]
+    assert plain.info["validation"] == watched.info["validation"]
