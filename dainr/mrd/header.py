@@ -10,8 +10,11 @@ import logging
 from dataclasses import dataclass
 
 import ismrmrd.xsd as xsd
+from xsdata.formats.dataclass.serializers import XmlSerializer
 
 from dainr.errors import InputError
+
+ISMRMRD_NS = "http://www.ismrm.org/ISMRMRD"
 
 log = logging.getLogger(__name__)
 
@@ -109,8 +112,12 @@ def build_header(matrix: tuple[int, int], fov_mm: tuple[float, float, float], n_
 
 
 def header_to_xml(header: xsd.ismrmrdHeader) -> bytes:
-    """Serialise an xsdata header to UTF-8 XML bytes."""
-    return xsd.ToXML(header, "utf-8").encode("utf-8")
+    """Serialise an xsdata header to UTF-8 XML bytes.
+
+    Uses xsdata's serializer directly: ismrmrd-python 1.14.0's ``ToXML`` (Gadgetron's environment) fails with the
+    xsdata releases that install beside it.
+    """
+    return XmlSerializer().render(header, ns_map={None: ISMRMRD_NS}).encode("utf-8")
 
 
 def parse_header(xml: bytes | str) -> xsd.ismrmrdHeader:
