@@ -72,16 +72,16 @@ def _reconstruct(cine: CineData, config: Config, progress: Progress | None,
                        coil_maps_method=config.prep.coil_maps)
     info: dict = {"device": str(device), "coils": int(prepared.cine.n_coils), "scale": float(prepared.scale)}
     if config.method == "dainr":
-        config = fit_to_device(prepared.cine, config, device)  # fewer frames per step, or refuse, before fitting
-        info["frames_per_step"] = config.dainr.frames_per_step
-    if config.method == "dainr":
         from dainr.recon.dainr_fit import fit_dainr
 
-        mon = None
-        if monitor is not None:
-            def mon(step: int, imgs: torch.Tensor) -> None:
-                monitor(step, imgs.cpu().numpy().astype(np.complex64) * np.float32(prepared.scale))
-        images, iterations, loss, extra = fit_dainr(prepared, config, device, progress, mon, monitor_every)
+        config = fit_to_device(prepared.cine, config, device)  # fewer frames per step, or refuse, before fitting
+        info["frames_per_step"] = config.dainr.frames_per_step
+
+        def scaled_monitor(step: int, imgs: torch.Tensor) -> None:
+            monitor(step, imgs.cpu().numpy().astype(np.complex64) * np.float32(prepared.scale))
+
+        images, iterations, loss, extra = fit_dainr(prepared, config, device, progress,
+                                                    scaled_monitor if monitor is not None else None, monitor_every)
         info.update(extra)
     else:
         problem = build_problem(prepared.cine, prepared.coil_maps, device)

@@ -6,7 +6,6 @@ import sys
 
 import h5py
 import numpy as np
-import pytest
 
 from dainr.cli import main
 from dainr.mrd import read_images
