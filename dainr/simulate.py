@@ -15,7 +15,7 @@ import torch
 
 from dainr.data import CineData, SliceGeometry
 from dainr.physics import MultiCoilNufft
-from dainr.physics.trajectory import TRAJECTORY_KINDS, GOLDEN_ANGLE_RAD, trajectory_from_angles, readout_positions
+from dainr.physics.trajectory import TRAJECTORY_KINDS, angles_from_counter, readout_radii, trajectory_from_angles
 
 SOURCES = ("phantom", "acdc")
 
@@ -52,20 +52,14 @@ def spoke_counters(n_slices: int, n_frames: int, n_spokes: int, interleave: bool
 
 
 def trajectory_for(kind: str, counters: np.ndarray, n_samples: int) -> np.ndarray:
-    """Trajectory ``counters.shape + (samples, 2)`` of spokes with the given global counters and per-frame index."""
-    n_spokes = counters.shape[-1]
-    if kind == "goldenangle":
-        angles = counters * GOLDEN_ANGLE_RAD
-        radii = readout_positions(n_samples)
-    elif kind == "uniform":
-        angles = np.broadcast_to(np.pi * np.arange(n_spokes) / n_spokes, counters.shape)
-        radii = readout_positions(n_samples)
-    elif kind == "tddip":
-        angles = 111.246 * (counters + 1.0)
-        radii = (np.arange(n_samples) - (n_samples - 1) / 2.0) / n_samples
-    else:
+    """Trajectory ``counters.shape + (samples, 2)`` of spokes with the given global counters (last axis: the spokes
+    of one frame, in order)."""
+    if kind not in TRAJECTORY_KINDS:
         raise ValueError(f"unknown trajectory {kind!r}; choose one of {', '.join(TRAJECTORY_KINDS)}")
-    return trajectory_from_angles(np.asarray(angles, np.float64), radii, kind)
+    n_spokes = counters.shape[-1]
+    in_frame = np.broadcast_to(np.arange(n_spokes), counters.shape)
+    angles = angles_from_counter(kind, counters, in_frame, n_spokes)
+    return trajectory_from_angles(angles, readout_radii(kind, n_samples), kind)
 
 
 def coil_noise_factor(coils: int, seed: int) -> np.ndarray:

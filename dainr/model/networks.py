@@ -40,10 +40,8 @@ def pixel_grid(
 
 
 def frame_times(n_frames: int, device: torch.device | str | None = None) -> torch.Tensor:
-    """``(n_frames,)`` times ``linspace(0, 1, n_frames)`` (``t = 0`` for a single frame)."""
-    if n_frames == 1:
-        return torch.zeros(1, device=device)
-    return torch.linspace(0.0, 1.0, n_frames, device=device)
+    """``(n_frames,)`` normalised times ``t = f / (F − 1)`` in [0, 1] (``t = 0`` for a single frame)."""
+    return torch.arange(n_frames, device=device, dtype=torch.float32) / max(n_frames - 1, 1)
 
 
 def _mlp(dims: list[int]) -> nn.ModuleList:

@@ -35,7 +35,7 @@ from dainr.errors import ConfigError, InputError
 from dainr.mrd.acquisitions import SKIPPED_FLAGS, AcquisitionLike, AcquisitionTable, header_of
 from dainr.mrd.header import EncodingInfo, encoding_info, header_to_xml, parse_header
 from dainr.mrd import validation as check
-from dainr.physics.trajectory import TRAJECTORY_KINDS, angles_from_counter, readout_positions, trajectory_from_angles
+from dainr.physics.trajectory import TRAJECTORY_KINDS, angles_from_counter, readout_radii, trajectory_from_angles
 
 log = logging.getLogger(__name__)
 
@@ -165,11 +165,7 @@ def computed_trajectory(kind: str, counters: np.ndarray, spoke_in_frame: np.ndar
     out = np.empty((len(counters), n_samples, 2), np.float32)
     for c in np.unique(centers):
         sel = centers == c
-        if kind == "tddip":
-            radii = (np.arange(n_samples) - (n_samples - 1) / 2.0) * dk
-        else:
-            radii = readout_positions(n_samples, int(c), dk)
-        out[sel] = trajectory_from_angles(angles[sel], radii, kind)
+        out[sel] = trajectory_from_angles(angles[sel], readout_radii(kind, n_samples, int(c), dk), kind)
     return out
 
 

@@ -48,7 +48,7 @@ def readout_positions(n_samples: int, center_sample: int | None = None, dk: floa
 
 def spoke_angles(kind: str, n_frames: int, n_spokes: int, first_counter: int = 0,
                  angle_increment_rad: float | None = None) -> np.ndarray:
-    """Angles θ (radians) of every spoke of a cine acquired frame after frame.
+    """Angles θ (radians) of every spoke of a cine acquired frame after frame (:func:`angles_from_counter`'s rules).
 
     Parameters
     ----------
@@ -57,32 +57,26 @@ def spoke_angles(kind: str, n_frames: int, n_spokes: int, first_counter: int = 0
     n_frames, n_spokes:
         Frames and spokes per frame.
     first_counter:
-        Global spoke counter of the first spoke (golden angle only).
+        Global spoke counter of the first spoke.
     angle_increment_rad:
-        Overrides the golden-angle increment π/φ (e.g. a tiny golden angle).
+        Overrides the rule's angle increment (e.g. a tiny golden angle).
 
     Returns
     -------
     ``(frames, spokes)`` float64 angles.
     """
-    f = np.arange(n_frames)[:, None]
-    s = np.arange(n_spokes)[None, :]
-    if kind == "goldenangle":
-        inc = GOLDEN_ANGLE_RAD if angle_increment_rad is None else angle_increment_rad
-        return (first_counter + f * n_spokes + s) * inc
-    if kind == "uniform":
-        return np.broadcast_to(np.pi * s / n_spokes, (n_frames, n_spokes)).astype(np.float64)
-    if kind == "tddip":
-        return 111.246 * (f * n_spokes + s + 1).astype(np.float64)
-    raise ValueError(f"unknown trajectory kind {kind!r}; choose one of {', '.join(TRAJECTORY_KINDS)}")
+    s = np.broadcast_to(np.arange(n_spokes), (n_frames, n_spokes))
+    counters = first_counter + np.arange(n_frames)[:, None] * n_spokes + s
+    return angles_from_counter(kind, counters, s, n_spokes, angle_increment_rad)
 
 
 def angles_from_counter(kind: str, counters: np.ndarray, spoke_in_frame: np.ndarray, spokes_per_frame: int,
                         angle_increment_rad: float | None = None) -> np.ndarray:
-    """Angles of spokes that arrive without ``traj``, from their counters.
+    """Angles (radians) of spokes from their counters: the one place the angle rules live.
 
-    ``goldenangle`` uses the global counter ``idx.kspace_encode_step_1``; ``uniform`` uses the spoke's position within
-    its frame; ``tddip`` uses the global counter as the reference code's i.
+    ``goldenangle`` uses the global counter ``idx.kspace_encode_step_1`` (θ = n·π/φ); ``uniform`` uses the spoke's
+    position s within its frame of S spokes (θ = π·s/S); ``tddip`` uses the global counter as the reference code's i
+    (θ = 111.246·(i+1), as radians). ``angle_increment_rad`` replaces the golden or uniform increment.
     """
     if kind == "goldenangle":
         inc = GOLDEN_ANGLE_RAD if angle_increment_rad is None else angle_increment_rad
@@ -94,6 +88,14 @@ def angles_from_counter(kind: str, counters: np.ndarray, spoke_in_frame: np.ndar
     if kind == "tddip":
         return 111.246 * (counters.astype(np.float64) + 1)
     raise ValueError(f"unknown trajectory kind {kind!r}; choose one of {', '.join(TRAJECTORY_KINDS)}")
+
+
+def readout_radii(kind: str, n_samples: int, center_sample: int | None = None, dk: float | None = None) -> np.ndarray:
+    """Radius of each readout sample (cycles/pixel): :func:`readout_positions`, except ``tddip``, whose reference
+    readout ``(m − (Ns−1)/2)·Δk`` has no k = 0 sample and ignores ``center_sample``."""
+    if kind == "tddip":
+        return (np.arange(n_samples) - (n_samples - 1) / 2.0) * (1.0 / n_samples if dk is None else dk)
+    return readout_positions(n_samples, center_sample, dk)
 
 
 def trajectory_from_angles(angles: np.ndarray, radii: np.ndarray, kind: str = "goldenangle") -> np.ndarray:
@@ -113,9 +115,6 @@ def radial_trajectory(kind: str, n_frames: int, n_spokes: int, n_samples: int, f
 
     ``tddip`` uses the reference readout ``(m − (Ns−1)/2)/Ns`` (no k = 0 sample); the others put k = 0 at ``Ns//2``.
     """
-    if kind == "tddip":
-        radii = (np.arange(n_samples) - (n_samples - 1) / 2.0) / n_samples
-    else:
-        radii = readout_positions(n_samples)
+    radii = readout_radii(kind, n_samples)
     angles = spoke_angles(kind, n_frames, n_spokes, first_counter, angle_increment_rad)
     return trajectory_from_angles(angles, radii, kind)

@@ -26,7 +26,7 @@ from dainr.data import CineData
 from dainr.errors import ResourceError
 from dainr.model.encodings import GridEncoding
 from dainr.model.features import MDSRFeatures, neighbour_features
-from dainr.model.networks import DAINR, CanonicalNet, DeformationNet
+from dainr.model.networks import DAINR, CanonicalNet, DeformationNet, frame_times
 from dainr.prep import PreparedCine
 from dainr.recon.baselines import adjoint_recon
 from dainr.recon.operators import SliceProblem, build_problem
@@ -46,11 +46,6 @@ def centred_coords(h: int, w: int, device: torch.device) -> torch.Tensor:
     xs = (torch.arange(w, device=device) - w // 2) * (2.0 / w)
     yy, xx = torch.meshgrid(ys, xs, indexing="ij")
     return torch.stack([xx, yy], dim=-1).reshape(-1, 2)
-
-
-def frame_times(n_frames: int, device: torch.device) -> torch.Tensor:
-    """``(frames,)`` normalised time t = f / (F − 1) in [0, 1] (0 for a single frame)."""
-    return torch.arange(n_frames, device=device, dtype=torch.float32) / max(n_frames - 1, 1)
 
 
 def lowres_cine(cine: CineData, maps: np.ndarray, ratio: int) -> tuple[CineData, np.ndarray]:

@@ -98,3 +98,27 @@ def test_console_script_exit_status(tmp_path):
                         str(tmp_path / "o.h5")], capture_output=True, text=True, timeout=120)
     assert r.returncode == 2
     assert len(r.stderr.strip().splitlines()) == 1 and "missing.h5" in r.stderr
+
+
+def test_slice_selection_config_file_and_png_preview(tmp_path, capsys):
+    raw, truth = simulate_file(tmp_path / "ms.h5", "--slices", "2", matrix=16, frames=3, coils=2, spokes=5)
+    cfg = tmp_path / "site.yaml"
+    cfg.write_text("method: adjoint\n")
+    out, png = tmp_path / "one.h5", tmp_path / "p.png"
+    assert main(["recon", str(raw), "-o", str(out), "--config", str(cfg), "--slice", "1", "--truth", str(truth),
+                 "--preview", str(png), "-q"]) == 0
+    images = read_images(out)[1]
+    assert [im.getHead().slice for im in images] == [1, 1, 1]
+    assert [im.getHead().image_index for im in images] == [4, 5, 6]  # numbering does not depend on the selection
+    assert png.stat().st_size > 0 and "PSNR" in capsys.readouterr().out
+    rc = main(["recon", str(raw), "-o", str(tmp_path / "x.h5"), "--method", "adjoint", "--slice", "5", "-q"])
+    assert rc == 2 and "--slice [5] not in the data" in capsys.readouterr().err
+
+
+def test_bad_config_and_simulate_arguments(raw_file, tmp_path, capsys):
+    raw, _ = raw_file
+    out = tmp_path / "o.h5"
+    assert main(["recon", str(raw), "-o", str(out), "--set", "dainr.stepz=3", "-q"]) == 2
+    assert "unknown config key 'dainr.stepz'" in capsys.readouterr().err and not out.exists()
+    assert main(["simulate", "--matrix", "4", "-o", str(tmp_path / "s.h5"), "-q"]) == 2
+    assert "--matrix 4 is out of range" in capsys.readouterr().err

@@ -26,6 +26,7 @@ def test_pixel_grid_convention():
     torch.testing.assert_close(p[4], torch.tensor([-1.0, 0.0]))  # next row: y steps
     torch.testing.assert_close(p[-1], torch.tensor([1.0, 1.0]))
     torch.testing.assert_close(frame_times(5), torch.linspace(0, 1, 5))
+    assert frame_times(1).tolist() == [0.0]
 
 
 def test_deformation_net_shape_and_layers():
