@@ -58,7 +58,7 @@ def lowres_cine(cine: CineData, maps: np.ndarray, ratio: int) -> tuple[CineData,
         from dainr.errors import ConfigError
 
         raise ConfigError(f"dainr.sr_ratio {ratio} must divide the matrix {h}×{w}")
-    radius = np.abs(cine.traj).max(axis=(0, 1, 3))  # per sample index along the readout
+    radius = np.linalg.norm(cine.traj, axis=-1).max(axis=(0, 1))  # |k| per sample index along the readout
     keep = np.nonzero(radius * ratio < 0.5)[0]
     traj = cine.traj[:, :, keep] * ratio
     ks = cine.kspace[..., keep]

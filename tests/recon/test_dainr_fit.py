@@ -53,6 +53,21 @@ def test_temporal_interpolation_never_sees_held_out_frames(series):
     assert not torch.equal(out_a, fit_dainr(prep_b, cfg, torch.device("cpu"))[0])
 
 
+def test_lowres_view_keeps_only_the_coarse_band():
+    """sr_ratio=2 keeps the samples with |k| < 0.25 (|k|·2 < 0.5 on the coarse grid), whatever the spoke angles
+    (a diagonal spoke is the hard case: each component is only |k|/√2)."""
+    from dainr.data import CineData
+    from dainr.physics.trajectory import readout_positions, trajectory_from_angles
+    from dainr.recon.dainr_fit import lowres_cine
+
+    traj = trajectory_from_angles(np.array([[np.pi / 4, 3 * np.pi / 4]]), readout_positions(64))
+    cine = CineData(kspace=np.zeros((1, 2, 2, 64), np.complex64), traj=traj, matrix=(32, 32))
+    low, maps = lowres_cine(cine, np.ones((2, 32, 32), np.complex64) / np.sqrt(2), 2)
+    r = np.linalg.norm(low.traj, axis=-1)
+    assert low.matrix == (16, 16) and maps.shape == (2, 16, 16)
+    assert r.max() < 0.5 and r.max() > 0.45
+
+
 def test_spatial_interpolation_renders_full_matrix(series):
     res = reconstruct(series.slices[0], load_config("cpu-test", overrides=["dainr.sr_ratio=2"]))
     assert res.images.shape == (5, 32, 32) and np.isfinite(res.images).all()
