@@ -90,10 +90,9 @@ def run(args: argparse.Namespace) -> int:
     cfg = load_config(args.preset, args.config, overrides)
     if args.output.resolve() == args.input.resolve():
         raise ConfigError("the output file must differ from the input raw file")
-    override = mrd.TrajectoryOverride(kind=cfg.trajectory.kind or None,
-                                      angle_increment_deg=cfg.trajectory.angle_increment_deg or None)
-    binning = mrd.Binning(cfg.binning.spokes_per_frame, cfg.binning.stride) if cfg.binning.spokes_per_frame else None
-    series = mrd.read_raw(args.input, group=args.input_group, trajectory_override=override, binning=binning)
+    series = mrd.read_raw(args.input, group=args.input_group,
+                          trajectory_override=mrd.TrajectoryOverride.from_config(cfg.trajectory),
+                          binning=mrd.Binning.from_config(cfg.binning))
     slices = series.slices
     if args.slices:
         wanted = set(args.slices)

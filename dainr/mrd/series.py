@@ -30,6 +30,7 @@ import ismrmrd
 import ismrmrd.xsd as xsd
 import numpy as np
 
+from dainr.config import BinningConfig, TrajectoryConfig
 from dainr.data import CineData, SliceGeometry
 from dainr.errors import ConfigError, InputError
 from dainr.mrd.acquisitions import SKIPPED_FLAGS, AcquisitionLike, AcquisitionTable, header_of
@@ -59,6 +60,11 @@ class TrajectoryOverride:
     angle_increment_deg: float | None = None
     ignore_traj: bool = False
 
+    @classmethod
+    def from_config(cls, cfg: TrajectoryConfig) -> TrajectoryOverride:
+        """The override a config's ``trajectory`` section asks for (empty/0 = the header's rule)."""
+        return cls(kind=cfg.kind or None, angle_increment_deg=cfg.angle_increment_deg or None)
+
 
 @dataclass(frozen=True)
 class Binning:
@@ -75,6 +81,11 @@ class Binning:
 
     spokes_per_frame: int
     stride: int = 0
+
+    @classmethod
+    def from_config(cls, cfg: BinningConfig) -> Binning | None:
+        """The binning a config's ``binning`` section asks for; None when it asks for none (frames from idx.phase)."""
+        return cls(cfg.spokes_per_frame, cfg.stride) if cfg.spokes_per_frame else None
 
     def __post_init__(self) -> None:
         if self.spokes_per_frame < 1:

@@ -14,7 +14,7 @@ same pixels for the same data and config.
 """
 
 from dainr.stream.collector import SliceCollector, SliceJob
-from dainr.stream.pipeline import SliceOutput, new_collector, reconstruct_job, stream_images, trajectory_override
+from dainr.stream.pipeline import SliceOutput, new_collector, reconstruct_job, stream_images
 from dainr.stream.recon_data import recon_data_to_acquisitions
 from dainr.stream.settings import ReconSettings, properties_from_element, properties_from_xml
 
@@ -29,5 +29,4 @@ __all__ = [
     "reconstruct_job",
     "recon_data_to_acquisitions",
     "stream_images",
-    "trajectory_override",
 ]

@@ -46,21 +46,11 @@ class SliceOutput:
     result: ReconResult
 
 
-def trajectory_override(settings: ReconSettings) -> TrajectoryOverride:
-    """The trajectory override of a config, built exactly as ``dainr recon`` builds it."""
-    t = settings.config.trajectory
-    return TrajectoryOverride(kind=t.kind or None, angle_increment_deg=t.angle_increment_deg or None)
-
-
-def binning(settings: ReconSettings) -> Binning | None:
-    """The real-time binning of a config, built exactly as ``dainr recon`` builds it."""
-    b = settings.config.binning
-    return Binning(b.spokes_per_frame, b.stride) if b.spokes_per_frame else None
-
-
 def new_collector(header_xml: bytes, settings: ReconSettings) -> SliceCollector:
-    """A :class:`SliceCollector` for one stream (checks the header at once)."""
-    return SliceCollector(header_xml, trajectory_override(settings), binning(settings))
+    """A :class:`SliceCollector` for one stream (checks the header at once); trajectory rules and binning come from
+    the config exactly as ``dainr recon`` takes them."""
+    cfg = settings.config
+    return SliceCollector(header_xml, TrajectoryOverride.from_config(cfg.trajectory), Binning.from_config(cfg.binning))
 
 
 def reconstruct_job(job: SliceJob, settings: ReconSettings, progress: Progress | None = None,
