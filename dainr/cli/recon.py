@@ -46,7 +46,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     return p
 
 
-def _load_truth(path: Path, n_slices: int, slice_ids: list[int]) -> list[np.ndarray]:
+def _load_truth(path: Path, n_slices: int, positions: list[int]) -> list[np.ndarray]:
+    """The truth of the slices at ``positions`` (their order in the file's slices, 0-based); a 3-D truth is the
+    truth of a single-slice series."""
     try:
         truth = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as e:
@@ -55,9 +57,10 @@ def _load_truth(path: Path, n_slices: int, slice_ids: list[int]) -> list[np.ndar
         truth = truth[None]
     if truth.ndim != 4:
         raise InputError(f"truth {path} has shape {truth.shape}; expected (frames,H,W) or (slices,frames,H,W)")
-    if truth.shape[0] < max(slice_ids) + 1 and truth.shape[0] != n_slices:
-        raise InputError(f"truth {path} holds {truth.shape[0]} slice(s) but the data has slice {max(slice_ids)}")
-    return [truth[i] if truth.shape[0] > i else truth[0] for i in slice_ids]
+    if truth.shape[0] != n_slices:
+        raise InputError(f"truth {path} holds {truth.shape[0]} slice(s) but the data has {n_slices}; give "
+                         "(slices, frames, H, W) in slice order")
+    return [truth[i] for i in positions]
 
 
 def _preflight(slices: list, cfg) -> list:
@@ -103,7 +106,8 @@ def run(args: argparse.Namespace) -> int:
         slices = [c for c in slices if c.slice_index in wanted]
     truths = None
     if args.truth:
-        truths = _load_truth(args.truth, len(series.slices), [c.slice_index for c in slices])
+        positions = [[c.slice_index for c in series.slices].index(c.slice_index) for c in slices]
+        truths = _load_truth(args.truth, len(series.slices), positions)
         for c, t in zip(slices, truths):
             if t.shape != (c.n_frames, *c.matrix):
                 raise InputError(f"truth of slice {c.slice_index} has shape {t.shape}, the reconstruction "

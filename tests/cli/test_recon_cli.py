@@ -122,3 +122,12 @@ def test_bad_config_and_simulate_arguments(raw_file, tmp_path, capsys):
     assert "unknown config key 'dainr.stepz'" in capsys.readouterr().err and not out.exists()
     assert main(["simulate", "--matrix", "4", "-o", str(tmp_path / "s.h5"), "-q"]) == 2
     assert "--matrix 4 is out of range" in capsys.readouterr().err
+
+
+def test_truth_with_the_wrong_slice_count_is_refused(tmp_path, capsys):
+    raw, truth = simulate_file(tmp_path / "ms.h5", "--slices", "2", matrix=16, frames=3, coils=2, spokes=5)
+    one = tmp_path / "one.npy"
+    np.save(one, np.load(truth)[0])
+    assert main(["recon", str(raw), "-o", str(tmp_path / "o.h5"), "--method", "adjoint", "--truth", str(one),
+                 "-q"]) == 2
+    assert "holds 1 slice(s) but the data has 2" in capsys.readouterr().err
