@@ -141,7 +141,8 @@ class DainrConfig:
     deformation_width, deformation_depth: deformation MLP size; hidden: canonical MLP width.
     sr_ratio: spatial interpolation (train at matrix/sr_ratio, render at full matrix).
     down_ratio: temporal interpolation (train on every down_ratio-th frame, render all).
-    ema: exponential moving average of the rendered output's weights (0 = off).
+    ema: decay of an exponential moving average of the weights (0 = off, e.g. 0.99); the averaged weights are what is
+        validated, selected and rendered.
     validation_fraction: fraction of every frame's spokes held out of the fit (self-supervised validation); the
         output is the model at the lowest held-out k-space loss, so no ground truth is ever needed. 0 = off (the
         final model is the output).
@@ -150,6 +151,7 @@ class DainrConfig:
     log_every: record the loss every this many steps.
     tv_temporal: weight of a temporal total-variation penalty on the rendered frames (each step then renders
         ``frames_per_step`` consecutive frames); 0 = off (the reference has no regulariser).
+    tv_spatial: weight of an isotropic spatial total-variation penalty on the rendered frames; 0 = off.
     nufft_backend: ``gather`` (precomputed interpolation tables) or ``table`` (torchkbnufft).
     fused: fused AdamW on CUDA. cuda_graph: capture the whole step in a CUDA graph on CUDA.
     """
@@ -176,6 +178,7 @@ class DainrConfig:
     patience: int = 0
     log_every: int = 10
     tv_temporal: float = 0.0
+    tv_spatial: float = 0.0
     nufft_backend: str = "gather"
     fused: bool = True
     cuda_graph: bool = True
@@ -228,7 +231,7 @@ _POSITIVE = ("cgsense.iterations", "dainr.steps", "dainr.frames_per_step", "dain
              "dainr.grid.base_resolution", "dainr.grid.finest_resolution", "dainr.grid.log2_table_size",
              "dainr.step_size", "dainr.hidden", "dainr.validate_every", "dainr.deformation_width", "dainr.deformation_depth")
 _NON_NEGATIVE = ("prep.virtual_coils", "cgsense.tolerance", "cgsense.regularization", "dainr.weight_decay",
-                 "dainr.space_degree", "dainr.time_degree", "dainr.patience", "dainr.tv_temporal", "trajectory.angle_increment_deg",
+                 "dainr.space_degree", "dainr.time_degree", "dainr.patience", "dainr.tv_temporal", "dainr.tv_spatial", "trajectory.angle_increment_deg",
                  "binning.spokes_per_frame", "binning.stride")
 
 

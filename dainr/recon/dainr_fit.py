@@ -106,6 +106,35 @@ def temporal_tv(img: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     return torch.sqrt(d.real.square() + d.imag.square() + eps).mean()
 
 
+def spatial_tv(img: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """Mean isotropic total variation of ``(B, H, W)`` complex images: |∇x| with forward differences (smoothed at 0)."""
+    dx = img[:, :-1, 1:] - img[:, :-1, :-1]
+    dy = img[:, 1:, :-1] - img[:, :-1, :-1]
+    return torch.sqrt(dx.real.square() + dx.imag.square() + dy.real.square() + dy.imag.square() + eps).mean()
+
+
+class AveragedWeights:
+    """Exponential moving average of the model's parameters (``decay`` per step), used for the output and, with
+    self-supervised validation, for the held-out loss (the averaged iterate is what gets selected)."""
+
+    def __init__(self, model: torch.nn.Module, decay: float):
+        self.params = [p for p in model.parameters()]
+        self.avg = [p.detach().clone() for p in self.params]
+        self.decay = decay
+
+    @torch.no_grad()
+    def update(self) -> None:
+        torch._foreach_lerp_(self.avg, [p.detach() for p in self.params], 1.0 - self.decay)
+
+    @torch.no_grad()
+    def swap(self) -> None:
+        """Exchange the model's parameters and the averages in place (twice restores the model)."""
+        for a, p in zip(self.avg, self.params):
+            tmp = p.detach().clone()
+            p.copy_(a)
+            a.copy_(tmp)
+
+
 def build_model(c: DainrConfig, feature_dim: int) -> DAINR:
     """The DA-INR network of a :class:`DainrConfig`."""
     g = c.grid
@@ -257,7 +286,7 @@ def fit_dainr(prepared: PreparedCine, config: Config, device: torch.device,
     lr0 = torch.tensor(c.lr, device=device) if use_graph else c.lr
     opt = torch.optim.AdamW(model.parameters(), lr=lr0, weight_decay=c.weight_decay, fused=fused or None,
                             capturable=use_graph)
-    ema = [p.detach().clone() for p in model.parameters()] if c.ema > 0 else None
+    ema = AveragedWeights(model, c.ema) if c.ema > 0 else None
 
     coords = centred_coords(h, w, device)
     times = frame_times(n_frames, device)
@@ -312,6 +341,8 @@ def fit_dainr(prepared: PreparedCine, config: Config, device: torch.device,
         loss = data_loss(pred, problem.kspace[idx], fit_mask[idx], c.loss)
         if c.tv_temporal > 0 and img.shape[0] > 1:
             loss = loss + c.tv_temporal * temporal_tv(img)
+        if c.tv_spatial > 0:
+            loss = loss + c.tv_spatial * spatial_tv(img)
         return loss
 
     graph: StepGraph | None = None
@@ -353,30 +384,37 @@ def fit_dainr(prepared: PreparedCine, config: Config, device: torch.device,
             continue
         step += 1
         if ema is not None:
-            with torch.no_grad():
-                for e, p in zip(ema, model.parameters()):
-                    e.lerp_(p.detach(), 1.0 - c.ema)
+            ema.update()
         if step % c.log_every == 0 or step == c.steps:
             lv = float(loss.detach())
             losses.append(lv)
             if progress is not None:
                 progress(step, c.steps, f"loss {lv:.3e}")
         if monitor is not None and monitor_every and step % monitor_every == 0:
+            if ema is not None:
+                ema.swap()  # the curve shows what would be output at this step
             monitor(step, render_all())
+            if ema is not None:
+                ema.swap()
         if c.validation_fraction > 0 and (step % c.validate_every == 0 or step == c.steps):
+            if ema is not None:
+                ema.swap()  # validate (and keep) the averaged weights
             v = validation_loss()
             info.setdefault("validation", []).append([step, round(v, 6)])
-            if v < best_val:
+            improved = v < best_val
+            if improved:
                 best_val, best_step, since = v, step, 0
                 best = [p.detach().clone() for p in model.parameters()]
-            else:
+            if ema is not None:
+                ema.swap()
+            if not improved:
                 since += 1
                 if c.patience and since >= c.patience:
                     break
 
     info["fit_seconds"] = round(time.perf_counter() - t_fit, 3)
     info["cuda_graph"] = graph is not None
-    final = best if best is not None else ema
+    final = best if best is not None else (ema.avg if ema is not None else None)
     if final is not None:
         with torch.no_grad():
             for e, p in zip(final, model.parameters()):

@@ -1,0 +1,67 @@
+"""Choose one DA-INR setting on the tuning cases only (phantom seed 11, every rate and noise level), then run the test
+cases with it: the same protocol as BART's λ, except that the DA-INR choice is one setting for all rates and noise
+levels (a preset), where BART gets its λ per rate and noise level. The test cases never influence the choice.
+
+    python benchmarks/tune.py --cases CASES --device cuda --json out.json \
+        --variant base= --variant tv=dainr.tv_temporal=0.1,dainr.tv_spatial=0.03 [--test]
+
+Each ``--variant NAME=KEY=VALUE,KEY=VALUE`` is a set of overrides on top of ``--preset`` (default ``fast``). The
+criterion is the mean PSNR over all tuning cases; ties go to the earlier variant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from quality import machine, run_methods  # noqa: E402
+
+
+def parse_variant(text: str) -> tuple[str, list[str]]:
+    name, _, sets = text.partition("=")
+    return name, [s for s in sets.split(",") if s]
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--cases", type=Path, required=True)
+    p.add_argument("--device", default="cuda")
+    p.add_argument("--preset", default="fast")
+    p.add_argument("--variant", action="append", required=True, help="NAME=KEY=VALUE,KEY=VALUE (repeatable)")
+    p.add_argument("--test", action="store_true", help="then run the test cases with the chosen variant")
+    p.add_argument("--json", type=Path, required=True)
+    a = p.parse_args()
+    variants = dict(parse_variant(v) for v in a.variant)
+    doc = {"date": time.strftime("%Y-%m-%d"), "machine": machine(), "command": " ".join(sys.argv),
+           "variants": variants, "tune": {}, "rows": []}
+
+    def save(_=None) -> None:
+        a.json.parent.mkdir(parents=True, exist_ok=True)
+        a.json.write_text(json.dumps(doc, indent=1))
+
+    for name, sets in variants.items():
+        rows = run_methods(a.cases, [f"dainr:{a.preset}"], a.device, 0, {"tune"}, sets)
+        doc["tune"][name] = {"mean_psnr": round(sum(r["psnr"] for r in rows) / len(rows), 3),
+                             "mean_ssim": round(sum(r["ssim"] for r in rows) / len(rows), 4),
+                             "mean_seconds": round(sum(r["seconds"] for r in rows) / len(rows), 2),
+                             "rows": rows}
+        print(f"variant {name}: {doc['tune'][name]['mean_psnr']} dB mean over {len(rows)} tuning cases", flush=True)
+        save()
+    chosen = max(variants, key=lambda n: (doc["tune"][n]["mean_psnr"], -list(variants).index(n)))
+    doc["chosen"] = chosen
+    print(f"chosen: {chosen} {variants[chosen]}", flush=True)
+    if a.test:
+        for r in run_methods(a.cases, [f"dainr:{a.preset}"], a.device, 0, {"test"}, variants[chosen]):
+            r["method"] = f"dainr:{a.preset}+{chosen}"
+            doc["rows"].append(r)
+    save()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
