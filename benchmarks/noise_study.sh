@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The issue-8 noise study on a lent GPU, in two device calls (each < 10 min), over a working tree that carries
+# .whl (../shared/tools/device-wheels + scikit-image and its dependencies), benchmarks/out/data (the two .mat files of
+# ../shared/cardiac_data used by `--source acdc`) and benchmarks/out/kspace_hash.py:
+#
+#   bash benchmarks/noise_study.sh sweep    # tuning cases only: every variant below, one setting chosen for all
+#   bash benchmarks/noise_study.sh table    # test cases: adjoint, CG-SENSE, DA-INR fast and paper, oracle curves
+#
+# Between the two, put the chosen variant into dainr/presets/fast.yaml (the `table` step runs the presets as they are).
+# BART runs on a CPU machine on the same cases: `python benchmarks/quality.py bart --cases CASES --json bart.json`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+export PYTHONPATH=/tmp/site:$PWD:${PYTHONPATH:-}
+OUT=${OUT:-benchmarks/out}
+CASES=/tmp/cases
+nvidia-smi --query-gpu=name --format=csv,noheader
+if [ ! -f $CASES/cases.json ]; then
+  DAINR_DATA_DIR=benchmarks/out/data python benchmarks/quality.py cases --snr 100 --snr 33 --phantom --out $CASES >/dev/null
+fi
+# The cases must be the ones BART ran on: compare with the hashes of a CPU-made set (kspace_hash.py there).
+python benchmarks/out/kspace_hash.py $CASES > "$OUT/kspace_hash_device.json"
+case "${1:-}" in
+  sweep)
+    timeout 540 python benchmarks/tune.py --cases $CASES --device cuda --json "$OUT/sweep.json" \
+      --variant base= \
+      --variant ema=dainr.ema=0.98 \
+      --variant tvt=dainr.tv_temporal=0.1 \
+      --variant tvs=dainr.tv_spatial=0.05 \
+      --variant tvs_ema=dainr.tv_spatial=0.05,dainr.ema=0.98 \
+      --variant tvts_ema=dainr.tv_temporal=0.1,dainr.tv_spatial=0.05,dainr.ema=0.98 \
+      --variant tvts2_ema=dainr.tv_temporal=0.1,dainr.tv_spatial=0.2,dainr.ema=0.98 \
+      --variant tvt3s_ema=dainr.tv_temporal=0.3,dainr.tv_spatial=0.05,dainr.ema=0.98 \
+      --variant l2_tvts_ema=dainr.loss=l2,dainr.tv_temporal=0.1,dainr.tv_spatial=0.05,dainr.ema=0.98
+    ;;
+  table)
+    timeout 560 python benchmarks/quality.py run --cases $CASES --methods adjoint,cgsense,dainr:fast,dainr:paper \
+      --monitor 100 --device cuda --json "$OUT/table.json"
+    python benchmarks/quality.py table "$OUT/table.json"
+    ;;
+  *) echo "usage: $0 sweep|table" >&2; exit 2 ;;
+esac
