@@ -31,7 +31,8 @@ case "${1:-}" in
       --variant tvts_ema=dainr.tv_temporal=0.1,dainr.tv_spatial=0.05,dainr.ema=0.98 \
       --variant tvts2_ema=dainr.tv_temporal=0.1,dainr.tv_spatial=0.2,dainr.ema=0.98 \
       --variant tvt3s_ema=dainr.tv_temporal=0.3,dainr.tv_spatial=0.05,dainr.ema=0.98 \
-      --variant l2_tvts_ema=dainr.loss=l2,dainr.tv_temporal=0.1,dainr.tv_spatial=0.05,dainr.ema=0.98
+      --variant tvts1_ema=dainr.tv_temporal=0.1,dainr.tv_spatial=0.1,dainr.ema=0.98 \
+      --variant tvts_ema_long=dainr.tv_temporal=0.1,dainr.tv_spatial=0.05,dainr.ema=0.98,dainr.steps=1000
     ;;
   table)
     timeout 560 python benchmarks/quality.py run --cases $CASES --methods adjoint,cgsense,dainr:fast,dainr:paper \
