@@ -1,11 +1,11 @@
-"""Quality benchmark: adjoint, CG-SENSE, BART pics (temporal TV) and DA-INR presets on simulated radial cines.
+"""Quality benchmark: adjoint, CG-SENSE, BART pics (TV + wavelets) and DA-INR presets on simulated radial cines.
 
 Steps (each a sub-command, so that the GPU part and the CPU part (BART) can run on different machines):
 
     python benchmarks/quality.py cases  --out benchmarks/out/cases            # dainr simulate (ACDC + phantom)
     python benchmarks/quality.py run    --cases benchmarks/out/cases --methods adjoint,cgsense,dainr:fast \
                                         --device cuda --json benchmarks/out/gpu.json [--monitor 50]
-    python benchmarks/quality.py bart   --cases benchmarks/out/cases --json benchmarks/out/bart.json
+    python benchmarks/quality.py bart   --cases benchmarks/out/cases --json benchmarks/out/bart.json  # CPU
     python benchmarks/quality.py table  benchmarks/out/*.json                  # markdown table
 
 Metrics: PSNR/SSIM on per-frame max-normalised magnitude at the final iteration (``dainr.metrics``). ``--monitor N``
