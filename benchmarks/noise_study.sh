@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The issue-8 noise study on a lent GPU, in two device calls (each < 10 min), over a working tree that carries
-# .whl (../shared/tools/device-wheels + scikit-image and its dependencies), benchmarks/out/data (the two .mat files of
-# ../shared/cardiac_data used by `--source acdc`) and benchmarks/out/kspace_hash.py:
+# .whl (../shared/tools/device-wheels + scikit-image and its dependencies) and benchmarks/out/data (the two .mat files
+# of ../shared/cardiac_data used by `--source acdc`):
 #
 #   bash benchmarks/noise_study.sh sweep    # tuning cases only: every variant below, one setting chosen for all
 #   bash benchmarks/noise_study.sh table    # test cases: adjoint, CG-SENSE, DA-INR fast and paper, oracle curves
@@ -18,8 +18,8 @@ nvidia-smi --query-gpu=name --format=csv,noheader
 if [ ! -f $CASES/cases.json ]; then
   DAINR_DATA_DIR=benchmarks/out/data python benchmarks/quality.py cases --snr 100 --snr 33 --phantom --out $CASES >/dev/null
 fi
-# The cases must be the ones BART ran on: compare with the hashes of a CPU-made set (kspace_hash.py there).
-python benchmarks/out/kspace_hash.py $CASES > "$OUT/kspace_hash_device.json"
+# The cases must be the ones BART ran on (made on a CPU, 2026-12-01): stop if any k-space differs.
+python benchmarks/kspace_hash.py $CASES --check benchmarks/cases_kspace_sha1.json > "$OUT/kspace_hash_device.json"
 case "${1:-}" in
   sweep)
     timeout 540 python benchmarks/tune.py --cases $CASES --device cuda --json "$OUT/sweep.json" \
