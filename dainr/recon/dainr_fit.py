@@ -118,19 +118,19 @@ class AveragedWeights:
     self-supervised validation, for the held-out loss (the averaged iterate is what gets selected)."""
 
     def __init__(self, model: torch.nn.Module, decay: float):
-        self.params = [p for p in model.parameters()]
-        self.avg = [p.detach().clone() for p in self.params]
+        self.live = [p.detach() for p in model.parameters()]  # views sharing the parameters' storage
+        self.avg = [p.clone() for p in self.live]
         self.decay = decay
 
     @torch.no_grad()
     def update(self) -> None:
-        torch._foreach_lerp_(self.avg, [p.detach() for p in self.params], 1.0 - self.decay)
+        torch._foreach_lerp_(self.avg, self.live, 1.0 - self.decay)
 
     @torch.no_grad()
     def swap(self) -> None:
         """Exchange the model's parameters and the averages in place (twice restores the model)."""
-        for a, p in zip(self.avg, self.params):
-            tmp = p.detach().clone()
+        for a, p in zip(self.avg, self.live):
+            tmp = p.clone()
             p.copy_(a)
             a.copy_(tmp)
 
