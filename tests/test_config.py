@@ -30,6 +30,8 @@ def test_overrides_typed():
     ("dainr=3", "is a section"),
     ("noequals", "not KEY=VALUE"),
     ("device=tpu", "device 'tpu'"),
+    ("dainr.tv_spatial=-0.1", "'dainr.tv_spatial' must be >= 0"),
+    ("dainr.ema=1.0", "'dainr.ema' must be in [0, 1)"),
 ])
 def test_bad_overrides(override, words):
     with pytest.raises(ConfigError) as e:
