@@ -26,7 +26,8 @@ def main() -> None:
         for r in [r for r in rows if (r["source"], r["snr"]) == (src, snr)]:
             steps, psnr = zip(*r["curve"])
             line, = ax.plot(steps, psnr, marker=".", label=f"{r['method']} {r['spokes']} spokes")
-            ax.scatter([r.get("selected_step", r["iterations"])], [r["psnr"]], color=line.get_color(), marker="*", s=80, zorder=3)
+            star = r.get("selected_step", r["iterations"])  # the step whose model is the output
+            ax.scatter([star], [r["psnr"]], color=line.get_color(), marker="*", s=80, zorder=3)
         ax.set_title(f"{src}, noise σ = max|k|/{snr:g}")
         ax.set_xlabel("step")
         ax.set_ylabel("PSNR vs truth (dB)")

@@ -40,7 +40,7 @@ def main() -> int:
     doc = {"date": time.strftime("%Y-%m-%d"), "machine": machine(), "command": " ".join(sys.argv),
            "variants": variants, "tune": {}, "rows": []}
 
-    def save(_=None) -> None:
+    def save() -> None:
         a.json.parent.mkdir(parents=True, exist_ok=True)
         a.json.write_text(json.dumps(doc, indent=1))
 

@@ -13,6 +13,7 @@ Fixes relative to the reference code, by name:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -133,6 +134,15 @@ class AveragedWeights:
             tmp = p.clone()
             p.copy_(a)
             a.copy_(tmp)
+
+    @contextlib.contextmanager
+    def applied(self):
+        """The model holds the averaged weights inside the block, its own weights again after it."""
+        self.swap()
+        try:
+            yield
+        finally:
+            self.swap()
 
 
 def build_model(c: DainrConfig, feature_dim: int) -> DAINR:
@@ -287,6 +297,8 @@ def fit_dainr(prepared: PreparedCine, config: Config, device: torch.device,
     opt = torch.optim.AdamW(model.parameters(), lr=lr0, weight_decay=c.weight_decay, fused=fused or None,
                             capturable=use_graph)
     ema = AveragedWeights(model, c.ema) if c.ema > 0 else None
+    # What would be output at this step: the averaged weights when averaging, the model's own otherwise.
+    as_output = ema.applied if ema is not None else contextlib.nullcontext
 
     coords = centred_coords(h, w, device)
     times = frame_times(n_frames, device)
@@ -391,23 +403,18 @@ def fit_dainr(prepared: PreparedCine, config: Config, device: torch.device,
             if progress is not None:
                 progress(step, c.steps, f"loss {lv:.3e}")
         if monitor is not None and monitor_every and step % monitor_every == 0:
-            if ema is not None:
-                ema.swap()  # the curve shows what would be output at this step
-            monitor(step, render_all())
-            if ema is not None:
-                ema.swap()
+            with as_output():
+                monitor(step, render_all())
         if c.validation_fraction > 0 and (step % c.validate_every == 0 or step == c.steps):
-            if ema is not None:
-                ema.swap()  # validate (and keep) the averaged weights
-            v = validation_loss()
+            with as_output():  # validate (and keep) what would be output
+                v = validation_loss()
+                improved = v < best_val
+                if improved:
+                    best = [p.detach().clone() for p in model.parameters()]
             info.setdefault("validation", []).append([step, round(v, 6)])
-            improved = v < best_val
             if improved:
                 best_val, best_step, since = v, step, 0
-                best = [p.detach().clone() for p in model.parameters()]
-            if ema is not None:
-                ema.swap()
-            if not improved:
+            else:
                 since += 1
                 if c.patience and since >= c.patience:
                     break
