@@ -15,6 +15,7 @@ records DA-INR's PSNR against the truth every N steps as a diagnostic curve only
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import json
 import platform
 import sys
@@ -57,6 +58,12 @@ def make_cases(out: Path, snrs: list[float], matrix: int, frames: int, coils: in
                 cases.append({"name": name, "source": source, "spokes": spokes, "snr": snr, "role": role,
                               "raw": raw.name, "truth": truth.name})
     (out / "cases.json").write_text(json.dumps(cases, indent=1))
+
+
+def name_filter(patterns: str):
+    """A case filter from comma-separated fnmatch patterns on the case name (None = every case)."""
+    pats = [x for x in patterns.split(",") if x]
+    return (lambda case: any(fnmatch.fnmatch(case["name"], x) for x in pats)) if pats else None
 
 
 def run_methods(cases_dir: Path, methods: list[str], device: str, monitor: int, roles: set[str],
@@ -145,6 +152,7 @@ def main() -> int:
     r.add_argument("--device", default="auto")
     r.add_argument("--monitor", type=int, default=0)
     r.add_argument("--roles", default="test")
+    r.add_argument("--only", default="", help="comma-separated case-name patterns (fnmatch), e.g. 'phantom_s13_*'")
     r.add_argument("--set", dest="overrides", action="append", default=[])
     r.add_argument("--json", type=Path, required=True)
     b = sub.add_parser("bart")
@@ -163,7 +171,7 @@ def main() -> int:
                                           "command": " ".join(sys.argv), "rows": rows}, indent=1))
 
         run_methods(a.cases, a.methods.split(","), a.device, a.monitor, set(a.roles.split(",")), a.overrides,
-                    save)
+                    save, only=name_filter(a.only))
     elif a.cmd == "bart":
         from bart_pics import run_bart
 

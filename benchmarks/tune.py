@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from quality import machine, run_methods  # noqa: E402
+from quality import machine, name_filter, run_methods  # noqa: E402
 
 
 def parse_variant(text: str) -> tuple[str, list[str]]:
@@ -33,6 +33,8 @@ def main() -> int:
     p.add_argument("--device", default="cuda")
     p.add_argument("--preset", default="fast")
     p.add_argument("--variant", action="append", required=True, help="NAME=KEY=VALUE,KEY=VALUE (repeatable)")
+    p.add_argument("--only", default="", help="comma-separated case-name patterns (fnmatch) to restrict both sets")
+    p.add_argument("--monitor", type=int, default=0, help="record the PSNR-vs-step curve every N steps (diagnostic)")
     p.add_argument("--test", action="store_true", help="then run the test cases with the chosen variant")
     p.add_argument("--json", type=Path, required=True)
     a = p.parse_args()
@@ -45,7 +47,12 @@ def main() -> int:
         a.json.write_text(json.dumps(doc, indent=1))
 
     for name, sets in variants.items():
-        rows = run_methods(a.cases, [f"dainr:{a.preset}"], a.device, 0, {"tune"}, sets)
+        def partial(rows: list[dict], name: str = name) -> None:  # keep finished runs if the session stops
+            doc["tune"][name] = {"rows": rows}
+            save()
+
+        rows = run_methods(a.cases, [f"dainr:{a.preset}"], a.device, a.monitor, {"tune"}, sets, save=partial,
+                           only=name_filter(a.only))
         doc["tune"][name] = {"mean_psnr": round(sum(r["psnr"] for r in rows) / len(rows), 3),
                              "mean_ssim": round(sum(r["ssim"] for r in rows) / len(rows), 4),
                              "mean_seconds": round(sum(r["seconds"] for r in rows) / len(rows), 2),
@@ -56,7 +63,8 @@ def main() -> int:
     doc["chosen"] = chosen
     print(f"chosen: {chosen} {variants[chosen]}", flush=True)
     if a.test:
-        for r in run_methods(a.cases, [f"dainr:{a.preset}"], a.device, 0, {"test"}, variants[chosen]):
+        for r in run_methods(a.cases, [f"dainr:{a.preset}"], a.device, a.monitor, {"test"}, variants[chosen],
+                             only=name_filter(a.only)):
             r["method"] = f"dainr:{a.preset}+{chosen}"
             doc["rows"].append(r)
     save()

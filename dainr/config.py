@@ -141,8 +141,8 @@ class DainrConfig:
     deformation_width, deformation_depth: deformation MLP size; hidden: canonical MLP width.
     sr_ratio: spatial interpolation (train at matrix/sr_ratio, render at full matrix).
     down_ratio: temporal interpolation (train on every down_ratio-th frame, render all).
-    ema: decay of an exponential moving average of the weights (0 = off, e.g. 0.99); the averaged weights are what is
-        validated, selected and rendered.
+    ema: decay of an exponential moving average of the weights (0 = off, e.g. 0.99; bias-corrected, so the initial
+        weights do not count); the averaged weights are what is validated, selected and rendered.
     validation_fraction: fraction of every frame's spokes held out of the fit (self-supervised validation); the
         output is the model at the lowest held-out k-space loss, so no ground truth is ever needed. 0 = off (the
         final model is the output).

@@ -115,17 +115,23 @@ def spatial_tv(img: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
 
 
 class AveragedWeights:
-    """Exponential moving average of the model's parameters (``decay`` per step), used for the output and, with
-    self-supervised validation, for the held-out loss (the averaged iterate is what gets selected)."""
+    """Exponentially weighted mean of the iterates so far (weight ``decay**age``), used for the output and, with
+    self-supervised validation, for the held-out loss (the averaged iterate is what gets selected).
+
+    Bias-corrected as in Adam: after ``t`` updates the average is ``Σ_s decay**(t-s) θ_s / Σ_s decay**(t-s)`` over
+    the iterates ``θ_1 … θ_t`` only, so the random initial weights never pull it back (a plain EMA started from them
+    lags the fit by about ``1/(1-decay)`` steps)."""
 
     def __init__(self, model: torch.nn.Module, decay: float):
         self.live = [p.detach() for p in model.parameters()]  # views sharing the parameters' storage
         self.avg = [p.clone() for p in self.live]
         self.decay = decay
+        self.updates = 0
 
     @torch.no_grad()
     def update(self) -> None:
-        torch._foreach_lerp_(self.avg, self.live, 1.0 - self.decay)
+        self.updates += 1
+        torch._foreach_lerp_(self.avg, self.live, (1.0 - self.decay) / (1.0 - self.decay ** self.updates))
 
     @torch.no_grad()
     def swap(self) -> None:

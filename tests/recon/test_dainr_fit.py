@@ -132,12 +132,16 @@ def test_averaged_weights_update_and_swap():
     avg = AveragedWeights(lin, decay=0.5)
     with torch.no_grad():
         lin.weight.fill_(2.0)
-    avg.update()  # 0.5·0 + 0.5·2
-    assert torch.allclose(avg.avg[0], torch.ones(1, 2))
+    avg.update()  # the first iterate alone: the initial weights (0) carry no weight
+    assert torch.allclose(avg.avg[0], torch.full((1, 2), 2.0))
+    with torch.no_grad():
+        lin.weight.fill_(5.0)
+    avg.update()  # (0.5·2 + 1·5) / 1.5
+    assert torch.allclose(avg.avg[0], torch.full((1, 2), 4.0))
     avg.swap()
-    assert torch.allclose(lin.weight, torch.ones(1, 2)) and torch.allclose(avg.avg[0], torch.full((1, 2), 2.0))
+    assert torch.allclose(lin.weight, torch.full((1, 2), 4.0)) and torch.allclose(avg.avg[0], torch.full((1, 2), 5.0))
     avg.swap()
-    assert torch.allclose(lin.weight, torch.full((1, 2), 2.0))
+    assert torch.allclose(lin.weight, torch.full((1, 2), 5.0))
 
 
 def test_averaged_and_regularised_fit_changes_the_output(series):
