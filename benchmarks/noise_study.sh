@@ -6,7 +6,9 @@
 #   bash benchmarks/noise_study.sh sweep    # tuning cases only: every variant below, one setting chosen for all
 #   bash benchmarks/noise_study.sh table    # test cases: adjoint, CG-SENSE, DA-INR fast and paper, oracle curves
 #
-# Between the two, put the chosen variant into dainr/presets/fast.yaml (the `table` step runs the presets as they are).
+# Variants are overrides of the `fast` preset as shipped (temporal + spatial TV, averaged weights, 350 steps); `base` is
+# `fast` as it was before those regularisers. Between the two calls, put the chosen variant into
+# dainr/presets/fast.yaml (the `table` step runs the presets as they are).
 # BART runs on a CPU machine on the same cases: `python benchmarks/quality.py bart --cases CASES --json bart.json`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,16 +25,14 @@ python benchmarks/kspace_hash.py $CASES --check benchmarks/cases_kspace_sha1.jso
 case "${1:-}" in
   sweep)
     timeout 540 python benchmarks/tune.py --cases $CASES --device cuda --json "$OUT/sweep.json" \
-      --variant base= \
-      --variant ema=dainr.ema=0.98 \
-      --variant tvt=dainr.tv_temporal=0.1 \
-      --variant tvs=dainr.tv_spatial=0.05 \
-      --variant tvs_ema=dainr.tv_spatial=0.05,dainr.ema=0.98 \
-      --variant tvts_ema=dainr.tv_temporal=0.1,dainr.tv_spatial=0.05,dainr.ema=0.98 \
-      --variant tvts2_ema=dainr.tv_temporal=0.1,dainr.tv_spatial=0.2,dainr.ema=0.98 \
-      --variant tvt3s_ema=dainr.tv_temporal=0.3,dainr.tv_spatial=0.05,dainr.ema=0.98 \
-      --variant tvts1_ema=dainr.tv_temporal=0.1,dainr.tv_spatial=0.1,dainr.ema=0.98 \
-      --variant tvts_ema_long=dainr.tv_temporal=0.1,dainr.tv_spatial=0.05,dainr.ema=0.98,dainr.steps=1000
+      --variant base=dainr.tv_temporal=0,dainr.tv_spatial=0,dainr.ema=0,dainr.lr=1e-3,dainr.steps=600 \
+      --variant preset= \
+      --variant tv_600=dainr.steps=600 \
+      --variant tv_lr1=dainr.lr=1e-3 \
+      --variant tv_cos3=dainr.lr=3e-3,dainr.schedule=cosine \
+      --variant tv_fps2=dainr.frames_per_step=2,dainr.steps=570 \
+      --variant tv4x=dainr.tv_temporal=0.4,dainr.tv_spatial=0.2 \
+      --variant tv_half=dainr.tv_temporal=0.05,dainr.tv_spatial=0.025
     ;;
   table)
     timeout 560 python benchmarks/quality.py run --cases $CASES --methods adjoint,cgsense,dainr:fast,dainr:paper \

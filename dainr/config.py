@@ -133,6 +133,7 @@ class DainrConfig:
     steps: optimisation steps.
     frames_per_step: frames rendered and compared with their k-space per step.
     lr: AdamW learning rate; weight_decay: AdamW weight decay (reference 0.01).
+    grid_lr_scale: learning rate of the grid encoding's table relative to ``lr`` (the MLPs keep ``lr``).
     schedule: ``constant``, ``cosine`` (to ``lr·final_lr_ratio``) or ``step`` (×0.5 every ``step_size`` steps).
     final_lr_ratio: end of the cosine schedule relative to lr. step_size: period of the ``step`` schedule.
     loss: ``l1`` (reference: L1 on real and imaginary parts) or ``l2``.
@@ -159,6 +160,7 @@ class DainrConfig:
     steps: int = 300
     frames_per_step: int = 4
     lr: float = 1e-3
+    grid_lr_scale: float = 1.0
     weight_decay: float = 0.01
     schedule: str = "constant"
     final_lr_ratio: float = 0.1
@@ -229,7 +231,7 @@ _CHOICES = {
 _POSITIVE = ("cgsense.iterations", "dainr.steps", "dainr.frames_per_step", "dainr.lr", "dainr.sr_ratio",
              "dainr.down_ratio", "dainr.log_every", "dainr.grid.levels", "dainr.grid.features_per_level",
              "dainr.grid.base_resolution", "dainr.grid.finest_resolution", "dainr.grid.log2_table_size",
-             "dainr.step_size", "dainr.hidden", "dainr.validate_every", "dainr.deformation_width", "dainr.deformation_depth")
+             "dainr.step_size", "dainr.grid_lr_scale", "dainr.hidden", "dainr.validate_every", "dainr.deformation_width", "dainr.deformation_depth")
 _NON_NEGATIVE = ("prep.virtual_coils", "cgsense.tolerance", "cgsense.regularization", "dainr.weight_decay",
                  "dainr.space_degree", "dainr.time_degree", "dainr.patience", "dainr.tv_temporal", "dainr.tv_spatial", "trajectory.angle_increment_deg",
                  "binning.spokes_per_frame", "binning.stride")

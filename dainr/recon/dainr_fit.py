@@ -175,12 +175,14 @@ def lr_factor(c: DainrConfig, step: int) -> float:
 
 
 def set_lr(opt: torch.optim.Optimizer, lr: float) -> None:
-    """Set the learning rate in place (a tensor lr stays the same tensor, as a captured CUDA graph needs)."""
+    """Set the learning rate in place, times each group's ``lr_scale`` (a tensor lr stays the same tensor, as a
+    captured CUDA graph needs)."""
     for g in opt.param_groups:
+        v = lr * g.get("lr_scale", 1.0)
         if isinstance(g["lr"], torch.Tensor):
-            g["lr"].fill_(lr)
+            g["lr"].fill_(v)
         else:
-            g["lr"] = lr
+            g["lr"] = v
 
 
 class StepGraph:
@@ -299,9 +301,13 @@ def fit_dainr(prepared: PreparedCine, config: Config, device: torch.device,
     model = build_model(c, feature_dim).to(device)
     use_graph = c.cuda_graph and device.type == "cuda" and c.steps > 10
     fused = c.fused and device.type == "cuda"
-    lr0 = torch.tensor(c.lr, device=device) if use_graph else c.lr
-    opt = torch.optim.AdamW(model.parameters(), lr=lr0, weight_decay=c.weight_decay, fused=fused or None,
-                            capturable=use_graph)
+    grid_ids = {id(p) for p in model.canonical.grid.parameters()}
+    groups = [{"params": [p for p in model.parameters() if id(p) in grid_ids], "lr_scale": c.grid_lr_scale},
+              {"params": [p for p in model.parameters() if id(p) not in grid_ids], "lr_scale": 1.0}]
+    for g in groups:  # a captured CUDA graph reads each group's lr from a tensor updated in place
+        g["lr"] = torch.tensor(c.lr * g["lr_scale"], device=device) if use_graph else c.lr * g["lr_scale"]
+    opt = torch.optim.AdamW([g for g in groups if g["params"]], lr=c.lr, weight_decay=c.weight_decay,
+                            fused=fused or None, capturable=use_graph)
     ema = AveragedWeights(model, c.ema) if c.ema > 0 else None
     # What would be output at this step: the averaged weights when averaging, the model's own otherwise.
     as_output = ema.applied if ema is not None else contextlib.nullcontext

@@ -145,11 +145,11 @@ def test_averaged_weights_update_and_swap():
 
 
 def test_averaged_and_regularised_fit_changes_the_output(series):
-    """EMA and the TV penalties act (the test fails if an option is ignored), and the selection still picks the step
-    of the lowest recorded held-out loss."""
+    """EMA, the TV penalties and the grid's learning rate act (the test fails if an option is ignored), and the
+    selection still picks the step of the lowest recorded held-out loss."""
     base = ["dainr.validation_fraction=0.2", "dainr.validate_every=3", "dainr.steps=18", "dainr.patience=0"]
     ref = reconstruct(series.slices[0], load_config("cpu-test", overrides=base)).images
-    for extra in (["dainr.ema=0.8"], ["dainr.tv_spatial=0.2"], ["dainr.tv_temporal=0.2"]):
+    for extra in (["dainr.ema=0.8"], ["dainr.tv_spatial=0.2"], ["dainr.tv_temporal=0.2"], ["dainr.grid_lr_scale=5"]):
         out = reconstruct(series.slices[0], load_config("cpu-test", overrides=base + extra))
         assert not np.array_equal(out.images, ref), extra
         assert out.info["selected_step"] == min(out.info["validation"], key=lambda v: v[1])[0]
