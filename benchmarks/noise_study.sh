@@ -6,7 +6,7 @@
 #   bash benchmarks/noise_study.sh sweep    # tuning cases only: every variant below, one setting chosen for all
 #   bash benchmarks/noise_study.sh table    # test cases: adjoint, CG-SENSE, DA-INR fast and paper, oracle curves
 #
-# Variants are overrides of the `fast` preset as shipped (temporal + spatial TV, averaged weights, 350 steps); `base` is
+# Variants are overrides of the `fast` preset as shipped (temporal + spatial TV, averaged weights, grid lr ×5, 350 steps); `base` is
 # `fast` as it was before those regularisers. Between the two calls, put the chosen variant into
 # dainr/presets/fast.yaml (the `table` step runs the presets as they are).
 # BART runs on a CPU machine on the same cases: `python benchmarks/quality.py bart --cases CASES --json bart.json`.
@@ -25,12 +25,13 @@ python benchmarks/kspace_hash.py $CASES --check benchmarks/cases_kspace_sha1.jso
 case "${1:-}" in
   sweep)
     timeout 540 python benchmarks/tune.py --cases $CASES --device cuda --json "$OUT/sweep.json" \
-      --variant base=dainr.tv_temporal=0,dainr.tv_spatial=0,dainr.ema=0,dainr.lr=1e-3,dainr.steps=600 \
+      --variant base=dainr.tv_temporal=0,dainr.tv_spatial=0,dainr.ema=0,dainr.lr=1e-3,dainr.grid_lr_scale=1,dainr.steps=600 \
       --variant preset= \
-      --variant tv_600=dainr.steps=600 \
-      --variant tv_lr1=dainr.lr=1e-3 \
-      --variant tv_cos3=dainr.lr=3e-3,dainr.schedule=cosine \
-      --variant tv_fps2=dainr.frames_per_step=2,dainr.steps=570 \
+      --variant steps600=dainr.steps=600 \
+      --variant grid1=dainr.grid_lr_scale=1 \
+      --variant grid10=dainr.grid_lr_scale=10 \
+      --variant cosine=dainr.schedule=cosine \
+      --variant fps2=dainr.frames_per_step=2,dainr.steps=570 \
       --variant tv4x=dainr.tv_temporal=0.4,dainr.tv_spatial=0.2 \
       --variant tv_half=dainr.tv_temporal=0.05,dainr.tv_spatial=0.025
     ;;

@@ -69,7 +69,7 @@ class MemoryEstimate:
     ----------
     data: k-space, masks, density, trajectory and coil maps on the device.
     nufft_tables: the gather NUFFT's per-sample neighbour indices and weights.
-    model: network parameters with their gradients and AdamW state.
+    model: network parameters with their gradients and AdamW state (and the averaged and best copies).
     features: the cached MDSR features of every frame.
     step: activations and NUFFT buffers of one step (grows with frames per step).
     setup: transient peak before the optimisation (table construction, undersampled images, feature extraction).
@@ -204,7 +204,10 @@ def estimate_memory(shape: SeriesShape, config: Config, frames_per_step: int | N
                               setup=table_build)
 
     b = max(1, min(c.frames_per_step if frames_per_step is None else frames_per_step, f))
-    model = 4 * 4 * model_parameters(config)  # weights, gradients, two AdamW moments (float32)
+    # weights, gradients, two AdamW moments (float32), plus the averaged weights (dainr.ema) and the kept best
+    # model (self-supervised selection)
+    copies = 4 + (c.ema > 0) + (c.validation_fraction > 0)
+    model = 4 * copies * model_parameters(config)
     full_hw = full.matrix[0] * full.matrix[1]
     feats = f * FEATURE_CHANNELS * hw * 4 if c.features.enabled else 0
     if c.features.enabled and full_hw != hw:
