@@ -6,8 +6,8 @@
 #   bash benchmarks/noise_study.sh sweep    # tuning cases only: every variant below, one setting chosen for all
 #   bash benchmarks/noise_study.sh table    # test cases: adjoint, CG-SENSE, DA-INR fast and paper, oracle curves
 #
-# Variants are overrides of the `fast` preset as shipped (temporal + spatial TV, averaged weights, grid lr ×5, 350 steps); `base` is
-# `fast` as it was before those regularisers. Between the two calls, put the chosen variant into
+# Variants are overrides of the `fast` preset as shipped (temporal + spatial TV, averaged weights, grid lr ×5,
+# 350 steps); `base` is `fast` as it was before those. Between the two calls, put the chosen variant into
 # dainr/presets/fast.yaml (the `table` step runs the presets as they are).
 # BART runs on a CPU machine on the same cases: `python benchmarks/quality.py bart --cases CASES --json bart.json`.
 set -euo pipefail

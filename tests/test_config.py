@@ -32,6 +32,7 @@ def test_overrides_typed():
     ("device=tpu", "device 'tpu'"),
     ("dainr.tv_spatial=-0.1", "'dainr.tv_spatial' must be >= 0"),
     ("dainr.ema=1.0", "'dainr.ema' must be in [0, 1)"),
+    ("dainr.grid_lr_scale=0", "'dainr.grid_lr_scale' must be > 0"),
 ])
 def test_bad_overrides(override, words):
     with pytest.raises(ConfigError) as e:

@@ -174,6 +174,21 @@ def lr_factor(c: DainrConfig, step: int) -> float:
     return 1.0
 
 
+def build_optimizer(model: DAINR, c: DainrConfig, device: torch.device, fused: bool,
+                    capturable: bool) -> torch.optim.AdamW:
+    """AdamW with two groups: the grid table at ``lr · grid_lr_scale``, the MLPs at ``lr`` (each group's
+    ``lr_scale`` is applied by :func:`set_lr`). With ``capturable`` (a CUDA graph) the lr is a tensor updated in place."""
+    grid = list(model.canonical.grid.parameters())
+    in_grid = {id(p) for p in grid}
+    groups = [{"params": grid, "lr_scale": c.grid_lr_scale},
+              {"params": [p for p in model.parameters() if id(p) not in in_grid], "lr_scale": 1.0}]
+    for g in groups:
+        lr = c.lr * g["lr_scale"]
+        g["lr"] = torch.tensor(lr, device=device) if capturable else lr
+    return torch.optim.AdamW(groups, lr=c.lr, weight_decay=c.weight_decay, fused=fused or None,
+                             capturable=capturable)
+
+
 def set_lr(opt: torch.optim.Optimizer, lr: float) -> None:
     """Set the learning rate in place, times each group's ``lr_scale`` (a tensor lr stays the same tensor, as a
     captured CUDA graph needs)."""
@@ -301,13 +316,7 @@ def fit_dainr(prepared: PreparedCine, config: Config, device: torch.device,
     model = build_model(c, feature_dim).to(device)
     use_graph = c.cuda_graph and device.type == "cuda" and c.steps > 10
     fused = c.fused and device.type == "cuda"
-    grid_ids = {id(p) for p in model.canonical.grid.parameters()}
-    groups = [{"params": [p for p in model.parameters() if id(p) in grid_ids], "lr_scale": c.grid_lr_scale},
-              {"params": [p for p in model.parameters() if id(p) not in grid_ids], "lr_scale": 1.0}]
-    for g in groups:  # a captured CUDA graph reads each group's lr from a tensor updated in place
-        g["lr"] = torch.tensor(c.lr * g["lr_scale"], device=device) if use_graph else c.lr * g["lr_scale"]
-    opt = torch.optim.AdamW([g for g in groups if g["params"]], lr=c.lr, weight_decay=c.weight_decay,
-                            fused=fused or None, capturable=use_graph)
+    opt = build_optimizer(model, c, device, fused=fused, capturable=use_graph)
     ema = AveragedWeights(model, c.ema) if c.ema > 0 else None
     # What would be output at this step: the averaged weights when averaging, the model's own otherwise.
     as_output = ema.applied if ema is not None else contextlib.nullcontext
