@@ -5,6 +5,7 @@
 #
 #   bash benchmarks/noise_study.sh sweep    # tuning cases only: every variant below, one setting chosen for all
 #   bash benchmarks/noise_study.sh table    # test cases: adjoint, CG-SENSE, DA-INR fast and paper, oracle curves
+#   bash benchmarks/noise_study.sh all      # table, then sweep, in one call (SWEEP_S / TABLE_S seconds each; partial rows are kept)
 #
 # Variants are overrides of the `fast` preset as shipped (temporal + spatial TV, averaged weights, grid lr ×5,
 # 350 steps); `base` is `fast` as it was before those. Between the two calls, put the chosen variant into
@@ -22,23 +23,25 @@ if [ ! -f $CASES/cases.json ]; then
 fi
 # The cases must be the ones BART ran on (made on a CPU, 2026-12-01): stop if any k-space differs.
 python benchmarks/kspace_hash.py $CASES --check benchmarks/cases_kspace_sha1.json > "$OUT/kspace_hash_device.json"
-case "${1:-}" in
-  sweep)
-    timeout 540 python benchmarks/tune.py --cases $CASES --device cuda --json "$OUT/sweep.json" \
+sweep() {
+    timeout "${SWEEP_S:-540}" python benchmarks/tune.py --cases $CASES --device cuda --json "$OUT/sweep.json" \
       --variant base=dainr.tv_temporal=0,dainr.tv_spatial=0,dainr.ema=0,dainr.lr=1e-3,dainr.grid_lr_scale=1,dainr.steps=600 \
       --variant preset= \
       --variant steps600=dainr.steps=600 \
       --variant grid1=dainr.grid_lr_scale=1 \
-      --variant grid10=dainr.grid_lr_scale=10 \
-      --variant cosine=dainr.schedule=cosine \
-      --variant fps2=dainr.frames_per_step=2,dainr.steps=570 \
-      --variant tv4x=dainr.tv_temporal=0.4,dainr.tv_spatial=0.2 \
-      --variant tv_half=dainr.tv_temporal=0.05,dainr.tv_spatial=0.025
-    ;;
-  table)
-    timeout 560 python benchmarks/quality.py run --cases $CASES --methods adjoint,cgsense,dainr:fast,dainr:paper \
-      --monitor 100 --device cuda --json "$OUT/table.json"
+      --variant lr3=dainr.lr=3e-3 \
+      --variant tv2x=dainr.tv_temporal=0.2,dainr.tv_spatial=0.1 \
+      --variant tv_half=dainr.tv_temporal=0.05,dainr.tv_spatial=0.025 \
+      --variant fps3=dainr.frames_per_step=3,dainr.steps=460 || true
+}
+table() {
+    timeout "${TABLE_S:-560}" python benchmarks/quality.py run --cases $CASES \
+      --methods dainr:fast,adjoint,cgsense,dainr:paper --monitor 100 --warmup --device cuda --json "$OUT/table.json" || true
     python benchmarks/quality.py table "$OUT/table.json"
-    ;;
-  *) echo "usage: $0 sweep|table" >&2; exit 2 ;;
+}
+case "${1:-}" in
+  sweep) sweep ;;
+  table) table ;;
+  all) table; sweep ;;
+  *) echo "usage: $0 sweep|table|all" >&2; exit 2 ;;
 esac
