@@ -21,8 +21,8 @@ nvidia-smi --query-gpu=name --format=csv,noheader
 if [ ! -f $CASES/cases.json ]; then
   DAINR_DATA_DIR=benchmarks/out/data python benchmarks/quality.py cases --snr 100 --snr 33 --phantom --out $CASES >/dev/null
 fi
-# The cases must be the ones BART ran on (made on a CPU, 2026-12-01): stop if any k-space differs.
-python benchmarks/kspace_hash.py $CASES --check benchmarks/cases_kspace_sha1.json > "$OUT/kspace_hash_device.json"
+# The cases must be the ones BART ran on (made on a CPU, 2026-12-01): stop if any k-space differs beyond float rounding.
+python benchmarks/kspace_fingerprint.py $CASES --check benchmarks/cases_kspace_fingerprint.json > "$OUT/kspace_fingerprint_device.json"
 sweep() {
     timeout "${SWEEP_S:-540}" python benchmarks/tune.py --cases $CASES --device cuda --json "$OUT/sweep.json" \
       --variant base=dainr.tv_temporal=0,dainr.tv_spatial=0,dainr.ema=0,dainr.lr=1e-3,dainr.grid_lr_scale=1,dainr.steps=600 \
