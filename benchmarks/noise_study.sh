@@ -34,6 +34,19 @@ sweep() {
       --variant tv_half=dainr.tv_temporal=0.05,dainr.tv_spatial=0.025 \
       --variant fps3=dainr.frames_per_step=3,dainr.steps=460 || true
 }
+tvsweep() {  # the TV weight at 128² (the first sweep's winner was the largest TV tried), then the test cases
+    timeout "${SWEEP_S:-540}" python benchmarks/tune.py --cases $CASES --device cuda --monitor 100 --test \
+      --json "$OUT/tvsweep.json" \
+      --variant tv2x=dainr.tv_temporal=0.2,dainr.tv_spatial=0.1 \
+      --variant tv3x=dainr.tv_temporal=0.3,dainr.tv_spatial=0.15 \
+      --variant tv4x=dainr.tv_temporal=0.4,dainr.tv_spatial=0.2 \
+      --variant tv6x=dainr.tv_temporal=0.6,dainr.tv_spatial=0.3 \
+      --variant tv8x=dainr.tv_temporal=0.8,dainr.tv_spatial=0.4 \
+      --variant t4s2=dainr.tv_temporal=0.4,dainr.tv_spatial=0.1 \
+      --variant t2s4=dainr.tv_temporal=0.2,dainr.tv_spatial=0.2 \
+      --variant tv4x_lr3=dainr.tv_temporal=0.4,dainr.tv_spatial=0.2,dainr.lr=3e-3 \
+      --variant tv4x_300=dainr.tv_temporal=0.4,dainr.tv_spatial=0.2,dainr.steps=300 || true
+}
 table() {
     timeout "${TABLE_S:-560}" python benchmarks/quality.py run --cases $CASES \
       --methods dainr:fast,adjoint,cgsense,dainr:paper --monitor 100 --warmup --device cuda --json "$OUT/table.json" || true
@@ -42,6 +55,7 @@ table() {
 case "${1:-}" in
   sweep) sweep ;;
   table) table ;;
+  tvsweep) tvsweep ;;
   all) table; sweep ;;
-  *) echo "usage: $0 sweep|table|all" >&2; exit 2 ;;
+  *) echo "usage: $0 sweep|tvsweep|table|all" >&2; exit 2 ;;
 esac

@@ -63,10 +63,14 @@ def main() -> int:
     doc["chosen"] = chosen
     print(f"chosen: {chosen} {variants[chosen]}", flush=True)
     if a.test:
-        for r in run_methods(a.cases, [f"dainr:{a.preset}"], a.device, a.monitor, {"test"}, variants[chosen],
-                             only=name_filter(a.only)):
-            r["method"] = f"dainr:{a.preset}+{chosen}"
-            doc["rows"].append(r)
+        def tested(rows: list[dict]) -> None:
+            for r in rows:
+                r["method"] = f"dainr:{a.preset}+{chosen}"
+            doc["rows"] = rows
+            save()
+
+        run_methods(a.cases, [f"dainr:{a.preset}"], a.device, a.monitor, {"test"}, variants[chosen], save=tested,
+                    only=name_filter(a.only))
     save()
     return 0
 
