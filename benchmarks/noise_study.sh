@@ -47,6 +47,13 @@ tvsweep() {  # the TV weight at 128² (the first sweep's winner was the largest 
       --variant tv4x_lr3=dainr.tv_temporal=0.4,dainr.tv_spatial=0.2,dainr.lr=3e-3 \
       --variant tv4x_300=dainr.tv_temporal=0.4,dainr.tv_spatial=0.2,dainr.steps=300 || true
 }
+timing() {  # the shipped `fast` without the monitor (wall times; pixels must equal tvsweep's test rows), its step time
+    # and memory, and the 300-step cap as the speed-bound alternative
+    python benchmarks/speed.py --device cuda --variants fast-nondeterministic,fast --repeat --json "$OUT/speed.json"
+    python benchmarks/quality.py run --cases $CASES --methods dainr:fast --warmup --device cuda --json "$OUT/fast.json"
+    python benchmarks/quality.py run --cases $CASES --methods dainr:fast --set dainr.steps=300 --warmup --device cuda \
+      --json "$OUT/fast300.json"
+}
 table() {
     timeout "${TABLE_S:-560}" python benchmarks/quality.py run --cases $CASES \
       --methods dainr:fast,adjoint,cgsense,dainr:paper --monitor 100 --warmup --device cuda --json "$OUT/table.json" || true
@@ -56,6 +63,7 @@ case "${1:-}" in
   sweep) sweep ;;
   table) table ;;
   tvsweep) tvsweep ;;
+  timing) timing ;;
   all) table; sweep ;;
-  *) echo "usage: $0 sweep|tvsweep|table|all" >&2; exit 2 ;;
+  *) echo "usage: $0 sweep|tvsweep|timing|table|all" >&2; exit 2 ;;
 esac
