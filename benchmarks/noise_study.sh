@@ -47,6 +47,15 @@ tvsweep() {  # the TV weight at 128² (the first sweep's winner was the largest 
       --variant tv4x_lr3=dainr.tv_temporal=0.4,dainr.tv_spatial=0.2,dainr.lr=3e-3 \
       --variant tv4x_300=dainr.tv_temporal=0.4,dainr.tv_spatial=0.2,dainr.steps=300 || true
 }
+tvsweep2() {  # around the shipped TV 0.4 / 0.1: the temporal / spatial balance and 3 frames a step
+    timeout "${SWEEP_S:-540}" python benchmarks/tune.py --cases $CASES --device cuda --monitor 100 --test \
+      --json "$OUT/tvsweep2.json" \
+      --variant preset= \
+      --variant fps3=dainr.frames_per_step=3,dainr.steps=460 \
+      --variant t3s1=dainr.tv_temporal=0.3 \
+      --variant t6s1=dainr.tv_temporal=0.6 \
+      --variant t4s05=dainr.tv_spatial=0.05 || true
+}
 timing() {  # the shipped `fast` without the monitor (wall times; pixels must equal tvsweep's test rows), its step time
     # and memory, and the 300-step cap as the speed-bound alternative
     python benchmarks/speed.py --device cuda --variants fast-nondeterministic,fast --repeat --json "$OUT/speed.json"
@@ -63,7 +72,8 @@ case "${1:-}" in
   sweep) sweep ;;
   table) table ;;
   tvsweep) tvsweep ;;
+  tvsweep2) tvsweep2 ;;
   timing) timing ;;
   all) table; sweep ;;
-  *) echo "usage: $0 sweep|tvsweep|timing|table|all" >&2; exit 2 ;;
+  *) echo "usage: $0 sweep|tvsweep|tvsweep2|timing|table|all" >&2; exit 2 ;;
 esac
