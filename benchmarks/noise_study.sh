@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
-# The issue-8 noise study on a lent GPU, in two device calls (each < 10 min), over a working tree that carries
+# The issue-8 noise study on a lent GPU, one device call per mode (each < 10 min), over a working tree that carries
 # .whl (../shared/tools/device-wheels + scikit-image and its dependencies) and benchmarks/out/data (the two .mat files
 # of ../shared/cardiac_data used by `--source acdc`):
 #
-#   bash benchmarks/noise_study.sh sweep    # tuning cases only: every variant below, one setting chosen for all
-#   bash benchmarks/noise_study.sh table    # test cases: adjoint, CG-SENSE, DA-INR fast and paper, oracle curves
-#   bash benchmarks/noise_study.sh all      # table, then sweep, in one call (SWEEP_S / TABLE_S seconds each; partial rows are kept)
+#   bash benchmarks/noise_study.sh table     # test cases: adjoint, CG-SENSE, DA-INR fast and paper, oracle curves
+#   bash benchmarks/noise_study.sh sweep     # tuning cases only: the levers below, one setting chosen for all
+#   bash benchmarks/noise_study.sh tvsweep   # the TV weights at 128², then the test cases with the winner
+#   bash benchmarks/noise_study.sh tvsweep2  # around the shipped setting, then the test cases with the winner
+#   bash benchmarks/noise_study.sh timing    # the shipped `fast` without the monitor, speed.py, the 300-step cap
+#   bash benchmarks/noise_study.sh all       # table, then sweep (SWEEP_S / TABLE_S seconds each; partial rows kept)
 #
-# Variants are overrides of the `fast` preset as shipped (temporal + spatial TV, averaged weights, grid lr ×5,
-# 350 steps); `base` is `fast` as it was before those. Between the two calls, put the chosen variant into
-# dainr/presets/fast.yaml (the `table` step runs the presets as they are).
+# Variants are overrides of the `fast` preset as shipped; in `sweep`, `base` is `fast` as it was before issue 8. A
+# chosen variant goes into dainr/presets/fast.yaml by hand (`table` and `timing` run the presets as they are).
 # BART runs on a CPU machine on the same cases: `python benchmarks/quality.py bart --cases CASES --json bart.json`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,8 +25,13 @@ if [ ! -f $CASES/cases.json ]; then
 fi
 # The cases must be the ones BART ran on (made on a CPU, 2026-12-01): stop if any k-space differs beyond float rounding.
 python benchmarks/kspace_fingerprint.py $CASES --check benchmarks/cases_kspace_fingerprint.json > "$OUT/kspace_fingerprint_device.json"
+tune() {  # NAME [tune.py options and --variant ...]: tuning cases, results in $OUT/NAME.json (partial rows kept)
+    local name=$1; shift
+    timeout "${SWEEP_S:-540}" python benchmarks/tune.py --cases $CASES --device cuda --warmup --json "$OUT/$name.json" \
+      "$@" || true
+}
 sweep() {
-    timeout "${SWEEP_S:-540}" python benchmarks/tune.py --cases $CASES --device cuda --json "$OUT/sweep.json" \
+    tune sweep \
       --variant base=dainr.tv_temporal=0,dainr.tv_spatial=0,dainr.ema=0,dainr.lr=1e-3,dainr.grid_lr_scale=1,dainr.steps=600 \
       --variant preset= \
       --variant steps600=dainr.steps=600 \
@@ -32,11 +39,10 @@ sweep() {
       --variant lr3=dainr.lr=3e-3 \
       --variant tv2x=dainr.tv_temporal=0.2,dainr.tv_spatial=0.1 \
       --variant tv_half=dainr.tv_temporal=0.05,dainr.tv_spatial=0.025 \
-      --variant fps3=dainr.frames_per_step=3,dainr.steps=460 || true
+      --variant fps3=dainr.frames_per_step=3,dainr.steps=460
 }
-tvsweep() {  # the TV weight at 128² (the first sweep's winner was the largest TV tried), then the test cases
-    timeout "${SWEEP_S:-540}" python benchmarks/tune.py --cases $CASES --device cuda --monitor 100 --test \
-      --json "$OUT/tvsweep.json" \
+tvsweep() {  # the TV weight at 128² (the first sweep's winner was the largest TV tried)
+    tune tvsweep --monitor 100 --test \
       --variant tv2x=dainr.tv_temporal=0.2,dainr.tv_spatial=0.1 \
       --variant tv3x=dainr.tv_temporal=0.3,dainr.tv_spatial=0.15 \
       --variant tv4x=dainr.tv_temporal=0.4,dainr.tv_spatial=0.2 \
@@ -45,16 +51,15 @@ tvsweep() {  # the TV weight at 128² (the first sweep's winner was the largest 
       --variant t4s2=dainr.tv_temporal=0.4,dainr.tv_spatial=0.1 \
       --variant t2s4=dainr.tv_temporal=0.2,dainr.tv_spatial=0.2 \
       --variant tv4x_lr3=dainr.tv_temporal=0.4,dainr.tv_spatial=0.2,dainr.lr=3e-3 \
-      --variant tv4x_300=dainr.tv_temporal=0.4,dainr.tv_spatial=0.2,dainr.steps=300 || true
+      --variant tv4x_300=dainr.tv_temporal=0.4,dainr.tv_spatial=0.2,dainr.steps=300
 }
-tvsweep2() {  # around the shipped TV 0.4 / 0.1: the temporal / spatial balance and 3 frames a step
-    timeout "${SWEEP_S:-540}" python benchmarks/tune.py --cases $CASES --device cuda --monitor 100 --test \
-      --json "$OUT/tvsweep2.json" \
+tvsweep2() {  # around the shipped TV 0.4 / 0.1: the temporal / spatial balance and 3 frames a step, within 3 s
+    tune tvsweep2 --monitor 100 --test --max-seconds 3 \
       --variant preset= \
       --variant fps3=dainr.frames_per_step=3,dainr.steps=460 \
       --variant t3s1=dainr.tv_temporal=0.3 \
       --variant t6s1=dainr.tv_temporal=0.6 \
-      --variant t4s05=dainr.tv_spatial=0.05 || true
+      --variant t4s05=dainr.tv_spatial=0.05
 }
 timing() {  # the shipped `fast` without the monitor (wall times; pixels must equal tvsweep's test rows), its step time
     # and memory, and the 300-step cap as the speed-bound alternative

@@ -66,28 +66,30 @@ def name_filter(patterns: str):
     return (lambda case: any(fnmatch.fnmatch(case["name"], x) for x in pats)) if pats else None
 
 
+def method_config(method: str, device: str, overrides: list[str]):
+    """The config of a ``METHOD[:PRESET]`` spec (preset default ``fast``) on ``device`` with ``overrides``."""
+    name, _, preset = method.partition(":")
+    return load_config(preset or "fast", overrides=[f"method={name}", f"device={device}", *overrides])
+
+
 def run_methods(cases_dir: Path, methods: list[str], device: str, monitor: int, roles: set[str],
                 overrides: list[str], save=None, only=None, warmup: bool = False) -> list[dict]:
-    """Run every method on every selected case; ``warmup`` first runs the first case's DA-INR once, untimed, so that
-    the process's CUDA start-up does not land in the first row's wall time."""
+    """Run every method on every selected case; ``warmup`` first runs the first DA-INR method once on the first case,
+    untimed, so that the process's CUDA start-up does not land in the first row's wall time."""
     from dainr.recon import reconstruct
 
+    warm = next((m for m in methods if m.startswith("dainr")), None) if warmup else None
     rows = []
     for case in case_list(cases_dir):
         if case["role"] not in roles or (only is not None and not only(case)):
             continue
-        series = read_raw(cases_dir / case["raw"])
-        if warmup:
-            warmup = False
-            for m in (m for m in methods if m.startswith("dainr")):
-                reconstruct(series.slices[0], load_config(m.partition(":")[2] or "fast",
-                                                          overrides=[f"device={device}", *overrides]))
-                break
+        cine = read_raw(cases_dir / case["raw"]).slices[0]
         truth = np.load(cases_dir / case["truth"])
-        cine = series.slices[0]
+        if warm is not None:
+            reconstruct(cine, method_config(warm, device, overrides))
+            warm = None
         for m in methods:
-            method, _, preset = m.partition(":")
-            cfg = load_config(preset or "fast", overrides=[f"method={method}", f"device={device}", *overrides])
+            cfg = method_config(m, device, overrides)
             curve: list[tuple[int, float]] = []
             spent = [0.0]  # seconds inside the monitor (metrics on the CPU), not part of the reconstruction
 

@@ -6,7 +6,9 @@ levels (a preset), where BART gets its λ per rate and noise level. The test cas
         --variant base= --variant tv=dainr.tv_temporal=0.1,dainr.tv_spatial=0.03 [--test]
 
 Each ``--variant NAME=KEY=VALUE,KEY=VALUE`` is a set of overrides on top of ``--preset`` (default ``fast``). The
-criterion is the mean PSNR over all tuning cases; ties go to the earlier variant.
+criterion is the mean PSNR over all tuning cases; ties go to the earlier variant. With ``--max-seconds S`` only variants
+whose mean wall time per tuning case is at most S compete (the speed goal as a constraint; use ``--warmup`` so the
+first variant's time carries no CUDA start-up).
 """
 
 from __future__ import annotations
@@ -35,10 +37,13 @@ def main() -> int:
     p.add_argument("--variant", action="append", required=True, help="NAME=KEY=VALUE,KEY=VALUE (repeatable)")
     p.add_argument("--only", default="", help="comma-separated case-name patterns (fnmatch) to restrict both sets")
     p.add_argument("--monitor", type=int, default=0, help="record the PSNR-vs-step curve every N steps (diagnostic)")
+    p.add_argument("--max-seconds", type=float, default=0, help="only variants with mean seconds <= this compete")
+    p.add_argument("--warmup", action="store_true", help="one untimed DA-INR run first (CUDA start-up)")
     p.add_argument("--test", action="store_true", help="then run the test cases with the chosen variant")
     p.add_argument("--json", type=Path, required=True)
     a = p.parse_args()
     variants = dict(parse_variant(v) for v in a.variant)
+    only = name_filter(a.only)
     doc = {"date": time.strftime("%Y-%m-%d"), "machine": machine(), "command": " ".join(sys.argv),
            "variants": variants, "tune": {}, "rows": []}
 
@@ -46,20 +51,24 @@ def main() -> int:
         a.json.parent.mkdir(parents=True, exist_ok=True)
         a.json.write_text(json.dumps(doc, indent=1))
 
-    for name, sets in variants.items():
+    for i, (name, sets) in enumerate(variants.items()):
         def partial(rows: list[dict], name: str = name) -> None:  # keep finished runs if the session stops
             doc["tune"][name] = {"rows": rows}
             save()
 
         rows = run_methods(a.cases, [f"dainr:{a.preset}"], a.device, a.monitor, {"tune"}, sets, save=partial,
-                           only=name_filter(a.only))
+                           only=only, warmup=a.warmup and i == 0)
         doc["tune"][name] = {"mean_psnr": round(sum(r["psnr"] for r in rows) / len(rows), 3),
                              "mean_ssim": round(sum(r["ssim"] for r in rows) / len(rows), 4),
                              "mean_seconds": round(sum(r["seconds"] for r in rows) / len(rows), 2),
                              "rows": rows}
         print(f"variant {name}: {doc['tune'][name]['mean_psnr']} dB mean over {len(rows)} tuning cases", flush=True)
         save()
-    chosen = max(variants, key=lambda n: (doc["tune"][n]["mean_psnr"], -list(variants).index(n)))
+    fast_enough = [n for n in variants if not a.max_seconds or doc["tune"][n]["mean_seconds"] <= a.max_seconds]
+    if not fast_enough:
+        print(f"no variant has a mean time <= {a.max_seconds} s", file=sys.stderr)
+        return 1
+    chosen = max(fast_enough, key=lambda n: (doc["tune"][n]["mean_psnr"], -list(variants).index(n)))
     doc["chosen"] = chosen
     print(f"chosen: {chosen} {variants[chosen]}", flush=True)
     if a.test:
@@ -70,7 +79,7 @@ def main() -> int:
             save()
 
         run_methods(a.cases, [f"dainr:{a.preset}"], a.device, a.monitor, {"test"}, variants[chosen], save=tested,
-                    only=name_filter(a.only))
+                    only=only)
     save()
     return 0
 
