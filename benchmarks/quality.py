@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from dainr.cli import main as dainr_main  # noqa: E402
-from dainr.config import load_config  # noqa: E402
+from dainr.config import DEFAULT_PRESET, load_config  # noqa: E402
 from dainr.metrics import quality  # noqa: E402
 from dainr.mrd import read_raw  # noqa: E402
 
@@ -67,9 +67,9 @@ def name_filter(patterns: str):
 
 
 def method_config(method: str, device: str, overrides: list[str]):
-    """The config of a ``METHOD[:PRESET]`` spec (preset default ``fast``) on ``device`` with ``overrides``."""
+    """The config of ``METHOD[:PRESET]`` (PRESET defaults to ``DEFAULT_PRESET``) on ``device`` with ``overrides``."""
     name, _, preset = method.partition(":")
-    return load_config(preset or "fast", overrides=[f"method={name}", f"device={device}", *overrides])
+    return load_config(preset or DEFAULT_PRESET, overrides=[f"method={name}", f"device={device}", *overrides])
 
 
 def run_methods(cases_dir: Path, methods: list[str], device: str, monitor: int, roles: set[str],

@@ -1,25 +1,96 @@
 """One typed configuration tree, loaded from YAML presets and overrides, validated once.
 
-Sources are merged in this order: the dataclass defaults, a preset (``dainr/presets/<name>.yaml``), an optional user
-YAML file, then ``key.sub=value`` overrides (CLI ``--set``, Gadgetron ``<property>``). Every key is checked against
-the dataclasses; a wrong key or a wrong type raises :class:`~dainr.errors.ConfigError` with one line naming it.
+Sources are merged in this order: the dataclass defaults, a preset (a built-in name, i.e. a file of
+``dainr/presets/``, or a YAML file), an optional user YAML file, then ``key.sub=value`` overrides (CLI ``--set``,
+Gadgetron ``<property>``). :func:`load_config` is the one resolver of a preset name into a :class:`Config`;
+:data:`DEFAULT_PRESET` is the preset of every front end when none is named.
+
+The rules live on the fields: a choice is a ``Literal`` type, a range, pattern or file check is a :class:`Range`,
+:class:`Pattern` or :class:`ExistingFile` in the field's metadata (:func:`checked`), and a rule between two fields
+of a section is that section's ``cross_check`` method. :func:`validate` walks the tree once. Every refusal is one
+:class:`~dainr.errors.ConfigError` line naming the key, the bad value and what is allowed.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
+import re
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable, Literal, Sequence, TypeVar
 
 import yaml
 
 from dainr.errors import ConfigError
 
 PRESET_DIR = Path(__file__).parent / "presets"
-METHODS = ("dainr", "adjoint", "cgsense")
+
+#: Preset of every front end when none is named (``dainr recon``, the gadget, ``dainr serve``).
+DEFAULT_PRESET = "fast"
+
+Method = Literal["dainr", "adjoint", "cgsense"]
+METHODS: tuple[str, ...] = typing.get_args(Method)
+
+#: Field metadata keys: the value check of a field, and the option that sets a field no override may set.
+CHECK = "check"
+SET_BY = "set_by"
+
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True)
+class Range:
+    """Allowed interval of a number: from ``low`` (closed unless ``low_open``) to ``high`` (open unless
+    ``high_open`` is False); None = unbounded."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = True
+
+    def problem(self, value: float) -> str | None:
+        """None when ``value`` is allowed, else what is wrong (the end of a one-line message)."""
+        ok = ((self.low is None or (value > self.low if self.low_open else value >= self.low))
+              and (self.high is None or (value < self.high if self.high_open else value <= self.high)))
+        return None if ok else f"must be {self}, got {value!r}"
+
+    def __str__(self) -> str:
+        if self.high is None:
+            return f"{'>' if self.low_open else '>='} {self.low:g}"
+        if self.low is None:
+            return f"{'<' if self.high_open else '<='} {self.high:g}"
+        return f"in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
+
+
+@dataclass(frozen=True)
+class Pattern:
+    """A string that must match ``regex`` in full; ``allowed`` says so to the user."""
+
+    regex: str
+    allowed: str
+
+    def problem(self, value: str) -> str | None:
+        return None if re.fullmatch(self.regex, value) else f"is {value!r}; choose one of {self.allowed}"
+
+
+@dataclass(frozen=True)
+class ExistingFile:
+    """A path that must name an existing file; an empty string means none."""
+
+    def problem(self, value: str) -> str | None:
+        return None if not value or Path(value).is_file() else f"is {value!r}, which is not an existing file"
+
+
+POSITIVE = Range(low=0, low_open=True)
+NON_NEGATIVE = Range(low=0)
+
+
+def checked(default: _T, check: Range | Pattern | ExistingFile) -> _T:
+    """A dataclass field with a default whose values :func:`validate` checks with ``check``."""
+    return field(default=default, metadata={CHECK: check})
 
 
 @dataclass
@@ -34,8 +105,8 @@ class PrepConfig:
     """
 
     prewhiten: bool = True
-    virtual_coils: int = 0
-    coil_maps: str = "walsh"
+    virtual_coils: int = checked(0, NON_NEGATIVE)
+    coil_maps: Literal["walsh", "rss"] = "walsh"
 
 
 @dataclass
@@ -48,8 +119,8 @@ class TrajectoryConfig:
     angle_increment_deg: overrides the angle increment (golden angle π/φ = 111.246°, or the uniform step), degrees.
     """
 
-    kind: str = ""
-    angle_increment_deg: float = 0.0
+    kind: Literal["", "goldenangle", "uniform", "tddip"] = ""
+    angle_increment_deg: float = checked(0.0, NON_NEGATIVE)
 
 
 @dataclass
@@ -64,8 +135,13 @@ class BinningConfig:
         below it = a sliding window (a spoke then feeds several frames).
     """
 
-    spokes_per_frame: int = 0
-    stride: int = 0
+    spokes_per_frame: int = checked(0, NON_NEGATIVE)
+    stride: int = checked(0, NON_NEGATIVE)
+
+    def cross_check(self, prefix: str) -> None:
+        if self.stride > self.spokes_per_frame:
+            raise ConfigError(f"config key '{prefix}stride' ({self.stride}) must not exceed {prefix}spokes_per_frame "
+                              f"({self.spokes_per_frame}); set {prefix}spokes_per_frame")
 
 
 @dataclass
@@ -79,9 +155,9 @@ class CGSenseConfig:
     regularization: Tikhonov weight λ in ``(AᴴA + λI) x = Aᴴ y`` (relative to the largest eigenvalue estimate).
     """
 
-    iterations: int = 15
-    tolerance: float = 1e-5
-    regularization: float = 0.0
+    iterations: int = checked(15, POSITIVE)
+    tolerance: float = checked(1e-5, NON_NEGATIVE)
+    regularization: float = checked(0.0, NON_NEGATIVE)
 
 
 @dataclass
@@ -98,14 +174,19 @@ class GridConfig:
     init_scale: table initialised U(−init_scale, init_scale).
     """
 
-    levels: int = 16
-    features_per_level: int = 2
-    base_resolution: int = 16
-    finest_resolution: int = 2048
-    log2_table_size: int = 19
-    gridtype: str = "tiled"
-    backend: str = "auto"
+    levels: int = checked(16, POSITIVE)
+    features_per_level: int = checked(2, POSITIVE)
+    base_resolution: int = checked(16, POSITIVE)
+    finest_resolution: int = checked(2048, POSITIVE)
+    log2_table_size: int = checked(19, POSITIVE)
+    gridtype: Literal["tiled", "hash"] = "tiled"
+    backend: Literal["auto", "torch", "tcnn"] = "auto"
     init_scale: float = 1e-4
+
+    def cross_check(self, prefix: str) -> None:
+        if self.finest_resolution < self.base_resolution:
+            raise ConfigError(f"config key '{prefix}finest_resolution' must be >= {prefix}base_resolution "
+                              f"({self.base_resolution}), got {self.finest_resolution}")
 
 
 @dataclass
@@ -121,7 +202,7 @@ class FeatureConfig:
 
     enabled: bool = True
     seed: int = 0
-    weights: str = ""
+    weights: str = checked("", ExistingFile())
 
 
 @dataclass
@@ -157,31 +238,31 @@ class DainrConfig:
     fused: fused AdamW on CUDA. cuda_graph: capture the whole step in a CUDA graph on CUDA.
     """
 
-    steps: int = 300
-    frames_per_step: int = 4
-    lr: float = 1e-3
-    grid_lr_scale: float = 1.0
-    weight_decay: float = 0.01
-    schedule: str = "constant"
+    steps: int = checked(300, POSITIVE)
+    frames_per_step: int = checked(4, POSITIVE)
+    lr: float = checked(1e-3, POSITIVE)
+    grid_lr_scale: float = checked(1.0, POSITIVE)
+    weight_decay: float = checked(0.01, NON_NEGATIVE)
+    schedule: Literal["constant", "cosine", "step"] = "constant"
     final_lr_ratio: float = 0.1
-    step_size: int = 2000
-    loss: str = "l1"
+    step_size: int = checked(2000, POSITIVE)
+    loss: Literal["l1", "l2"] = "l1"
     preconditioned_gradient: bool = False
-    space_degree: int = 10
-    time_degree: int = 6
-    deformation_width: int = 128
-    deformation_depth: int = 5
-    hidden: int = 64
-    sr_ratio: int = 1
-    down_ratio: int = 1
-    ema: float = 0.0
-    validation_fraction: float = 0.0
-    validate_every: int = 25
-    patience: int = 0
-    log_every: int = 10
-    tv_temporal: float = 0.0
-    tv_spatial: float = 0.0
-    nufft_backend: str = "gather"
+    space_degree: int = checked(10, NON_NEGATIVE)
+    time_degree: int = checked(6, NON_NEGATIVE)
+    deformation_width: int = checked(128, POSITIVE)
+    deformation_depth: int = checked(5, POSITIVE)
+    hidden: int = checked(64, POSITIVE)
+    sr_ratio: int = checked(1, POSITIVE)
+    down_ratio: int = checked(1, POSITIVE)
+    ema: float = checked(0.0, Range(0, 1))
+    validation_fraction: float = checked(0.0, Range(0, 0.5))
+    validate_every: int = checked(25, POSITIVE)
+    patience: int = checked(0, NON_NEGATIVE)
+    log_every: int = checked(10, POSITIVE)
+    tv_temporal: float = checked(0.0, NON_NEGATIVE)
+    tv_spatial: float = checked(0.0, NON_NEGATIVE)
+    nufft_backend: Literal["gather", "table"] = "gather"
     fused: bool = True
     cuda_graph: bool = True
     grid: GridConfig = field(default_factory=GridConfig)
@@ -200,14 +281,15 @@ class Config:
     deterministic: use PyTorch's deterministic algorithms (on a GPU, the scatter-adds of the backward pass otherwise
         add in a varying order, which the optimisation amplifies: repeated runs, and the CLI, gadget and server,
         would then not give identical pixels).
-    preset: name of the preset it was loaded from (informational).
+    preset: name of the preset it was loaded from (informational; set by :func:`load_config`, never by an
+        override: ``--preset`` chooses it).
     """
 
-    method: str = "dainr"
-    device: str = "auto"
+    method: Method = "dainr"
+    device: str = checked("auto", Pattern(r"auto|cpu|cuda(:[0-9]+)?", "auto, cpu, cuda, cuda:N"))
     seed: int = 0
     deterministic: bool = True
-    preset: str = ""
+    preset: str = field(default="", metadata={SET_BY: "--preset"})
     prep: PrepConfig = field(default_factory=PrepConfig)
     trajectory: TrajectoryConfig = field(default_factory=TrajectoryConfig)
     binning: BinningConfig = field(default_factory=BinningConfig)
@@ -217,29 +299,63 @@ class Config:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
-
-_CHOICES = {
-    "method": METHODS,
-    "prep.coil_maps": ("walsh", "rss"),
-    "trajectory.kind": ("", "goldenangle", "uniform", "tddip"),
-    "dainr.schedule": ("constant", "cosine", "step"),
-    "dainr.loss": ("l1", "l2"),
-    "dainr.nufft_backend": ("gather", "table"),
-    "dainr.grid.gridtype": ("tiled", "hash"),
-    "dainr.grid.backend": ("auto", "torch", "tcnn", "triton"),
-}
-_POSITIVE = ("cgsense.iterations", "dainr.steps", "dainr.frames_per_step", "dainr.lr", "dainr.sr_ratio",
-             "dainr.down_ratio", "dainr.log_every", "dainr.grid.levels", "dainr.grid.features_per_level",
-             "dainr.grid.base_resolution", "dainr.grid.finest_resolution", "dainr.grid.log2_table_size",
-             "dainr.step_size", "dainr.grid_lr_scale", "dainr.hidden", "dainr.validate_every", "dainr.deformation_width", "dainr.deformation_depth")
-_NON_NEGATIVE = ("prep.virtual_coils", "cgsense.tolerance", "cgsense.regularization", "dainr.weight_decay",
-                 "dainr.space_degree", "dainr.time_degree", "dainr.patience", "dainr.tv_temporal", "dainr.tv_spatial", "trajectory.angle_increment_deg",
-                 "binning.spokes_per_frame", "binning.stride")
+    def to_yaml(self) -> str:
+        """Every key an override may set, as YAML in field order (``--config`` reads it back; ``preset`` is not
+        one)."""
+        tree = self.to_dict()
+        return yaml.safe_dump({f.name: tree[f.name] for f in dataclasses.fields(self) if SET_BY not in f.metadata},
+                              sort_keys=False)
 
 
 def available_presets() -> list[str]:
-    """Names of the built-in presets."""
+    """Names of the built-in presets: the YAML files of ``dainr/presets/``."""
     return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+
+
+def find_in_dirs(name: str, dirs: Sequence[str | os.PathLike[str]], what: str) -> Path | None:
+    """A bare file name (``site``, ``site.yaml``) looked up in ``dirs``, in order; None when no folder has it.
+
+    Server mode: clients name files, they never give paths, so a path is a :class:`ConfigError` naming ``what``.
+    """
+    if not name or "/" in name or "\\" in name or name in (".", ".."):
+        raise ConfigError(f"{what} {name!r} must be a bare file name in the server's config folder, not a path")
+    candidates = [name] if name.endswith((".yaml", ".yml")) else [name, f"{name}.yaml", f"{name}.yml"]
+    for d in dirs:
+        for c in candidates:
+            p = Path(d) / c
+            if p.is_file():
+                return p
+    return None
+
+
+def find_preset(preset: str | os.PathLike[str], search_dirs: Sequence[str | os.PathLike[str]] | None = None
+                ) -> Path | None:
+    """The YAML file a preset name stands for, or None when there is none.
+
+    Parameters
+    ----------
+    preset:
+        A built-in preset name (:func:`available_presets`), else a YAML file: a path on this machine when
+        ``search_dirs`` is None, or a bare file name (``site``, ``site.yaml``) looked up in ``search_dirs``.
+    search_dirs:
+        The server's config folders (server mode: a path is refused with :class:`ConfigError`).
+    """
+    name = os.fspath(preset)
+    if name in available_presets():
+        return PRESET_DIR / f"{name}.yaml"
+    if search_dirs is not None:
+        return find_in_dirs(name, search_dirs, "preset")
+    path = Path(name)
+    return path if name.endswith((".yaml", ".yml")) and path.is_file() else None
+
+
+def _base_type(typ: Any) -> Any:
+    """The Python type values of an annotation are coerced to: ``Literal["a", "b"]`` -> str, ``X | None`` -> X."""
+    if typing.get_origin(typ) is Literal:
+        return type(typing.get_args(typ)[0])
+    if isinstance(typ, types.UnionType):
+        return next(t for t in typing.get_args(typ) if t is not type(None))
+    return typ
 
 
 def _coerce(value: Any, typ: Any, key: str) -> Any:
@@ -278,58 +394,49 @@ def _coerce(value: Any, typ: Any, key: str) -> Any:
 
 def _apply(obj: Any, values: dict[str, Any], prefix: str = "") -> None:
     hints = typing.get_type_hints(type(obj))
-    names = {f.name for f in dataclasses.fields(obj)}
+    fields = {f.name: f for f in dataclasses.fields(obj)}
     for k, v in values.items():
         key = f"{prefix}{k}"
-        if k not in names:
-            raise ConfigError(f"unknown config key '{key}'; valid keys here: {', '.join(sorted(names))}")
+        if k not in fields:
+            raise ConfigError(f"unknown config key '{key}'; valid keys here: {', '.join(sorted(fields))}")
+        set_by = fields[k].metadata.get(SET_BY)
+        if set_by:
+            raise ConfigError(f"config key '{key}' cannot be overridden (got {v!r}); use {set_by} {v}")
         typ = hints[k]
         if dataclasses.is_dataclass(typ):
             if not isinstance(v, dict):
                 raise ConfigError(f"config key '{key}' is a section; give its keys ({key}.NAME=VALUE)")
             _apply(getattr(obj, k), v, key + ".")
         else:
-            if isinstance(typ, types.UnionType):
-                typ = next(t for t in typing.get_args(typ) if t is not type(None))
-            setattr(obj, k, _coerce(v, typ, key))
+            setattr(obj, k, _coerce(v, _base_type(typ), key))
 
 
-def _validate(cfg: Config) -> None:
-    flat = _flatten(cfg.to_dict())
-    for key, choices in _CHOICES.items():
-        if flat[key] not in choices:
-            shown = ", ".join(c or "''" for c in choices)
-            raise ConfigError(f"config key '{key}' is {flat[key]!r}; choose one of {shown}")
-    for key in _POSITIVE:
-        if flat[key] <= 0:
-            raise ConfigError(f"config key '{key}' must be > 0, got {flat[key]!r}")
-    for key in _NON_NEGATIVE:
-        if flat[key] < 0:
-            raise ConfigError(f"config key '{key}' must be >= 0, got {flat[key]!r}")
-    if not (cfg.device in ("auto", "cpu", "cuda") or cfg.device.startswith("cuda:")):
-        raise ConfigError(f"device {cfg.device!r} is not one of auto, cpu, cuda, cuda:N")
-    if cfg.binning.stride and not cfg.binning.stride <= cfg.binning.spokes_per_frame:
-        raise ConfigError(f"config key 'binning.stride' ({cfg.binning.stride}) must not exceed "
-                          f"binning.spokes_per_frame ({cfg.binning.spokes_per_frame}); set binning.spokes_per_frame")
-    if not 0.0 <= cfg.dainr.validation_fraction < 0.5:
-        raise ConfigError("config key 'dainr.validation_fraction' must be in [0, 0.5), got "
-                          f"{cfg.dainr.validation_fraction}")
-    if not 0.0 <= cfg.dainr.ema < 1.0:
-        raise ConfigError(f"config key 'dainr.ema' must be in [0, 1), got {cfg.dainr.ema}")
-    if cfg.dainr.grid.finest_resolution < cfg.dainr.grid.base_resolution:
-        raise ConfigError("config key 'dainr.grid.finest_resolution' must be >= dainr.grid.base_resolution")
-    if cfg.dainr.features.weights and not Path(cfg.dainr.features.weights).is_file():
-        raise ConfigError(f"feature weights file not found: {cfg.dainr.features.weights} (dainr.features.weights)")
+def validate(section: Any, prefix: str = "") -> None:
+    """Check a config section and every section below it, field by field, in field order.
 
+    A ``Literal`` field must hold one of its choices, a field with a :data:`CHECK` in its metadata must pass it, and
+    a section's ``cross_check(prefix)`` method (rules between its fields) runs after its fields.
 
-def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
+    Raises
+    ------
+    ConfigError
+        At the first bad value: one line naming the key, the value and what is allowed.
+    """
+    hints = typing.get_type_hints(type(section))
+    for f in dataclasses.fields(section):
+        key, value, typ = prefix + f.name, getattr(section, f.name), hints[f.name]
+        if dataclasses.is_dataclass(typ):
+            validate(value, key + ".")
+            continue
+        if typing.get_origin(typ) is Literal and value not in typing.get_args(typ):
+            shown = ", ".join(c or "''" for c in typing.get_args(typ))
+            raise ConfigError(f"config key '{key}' is {value!r}; choose one of {shown}")
+        problem = f.metadata[CHECK].problem(value) if CHECK in f.metadata else None
+        if problem:
+            raise ConfigError(f"config key '{key}' {problem}")
+    cross_check = getattr(section, "cross_check", None)
+    if cross_check is not None:
+        cross_check(prefix)
 
 
 def parse_override(text: str) -> dict[str, Any]:
@@ -374,32 +481,40 @@ def _read_yaml(path: Path, what: str) -> dict[str, Any]:
     return data
 
 
-def load_config(preset: str = "fast", yaml_file: str | Path | None = None,
-                overrides: typing.Iterable[str | dict[str, Any]] = ()) -> Config:
-    """Build and validate a :class:`Config`.
+def load_config(preset: str | os.PathLike[str] = DEFAULT_PRESET,
+                yaml_file: str | os.PathLike[str] | None = None,
+                overrides: Iterable[str | dict[str, Any]] = (), *,
+                search_dirs: Sequence[str | os.PathLike[str]] | None = None) -> Config:
+    """The one resolver of a preset into a validated :class:`Config`.
 
     Parameters
     ----------
     preset:
-        Built-in preset name (see :func:`available_presets`) or a path to a YAML file.
+        Built-in preset name (:func:`available_presets`) or a YAML file (see :func:`find_preset`).
     yaml_file:
         Optional user YAML applied after the preset.
     overrides:
         ``KEY=VALUE`` strings or nested dicts, applied last.
+    search_dirs:
+        Server mode: a preset that is not built in is a bare file name in these folders, never a path.
+
+    Raises
+    ------
+    ConfigError
+        One line: an unknown preset (naming the built-in ones), an unreadable file, a bad key or value.
     """
+    path = find_preset(preset, search_dirs)
+    if path is None:
+        where = ("give a YAML file" if search_dirs is None else "a YAML file in the server's config folders "
+                 f"(not found in {', '.join(map(str, search_dirs)) or 'none configured'})")
+        raise ConfigError(f"unknown preset {os.fspath(preset)!r}; choose one of {', '.join(available_presets())} "
+                          f"or {where}")
     cfg = Config()
-    path = PRESET_DIR / f"{preset}.yaml"
-    if not path.is_file():
-        if preset.endswith((".yaml", ".yml")) and Path(preset).is_file():
-            path = Path(preset)
-        else:
-            raise ConfigError(f"unknown preset {preset!r}; choose one of {', '.join(available_presets())} "
-                              "or give a YAML file")
     _apply(cfg, _read_yaml(path, "preset"))
     cfg.preset = path.stem
     if yaml_file:
         _apply(cfg, _read_yaml(Path(yaml_file), "config file"))
     for o in overrides:
         _apply(cfg, parse_override(o) if isinstance(o, str) else o)
-    _validate(cfg)
+    validate(cfg)
     return cfg

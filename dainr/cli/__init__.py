@@ -1,4 +1,4 @@
-"""The ``dainr`` command line: ``simulate``, ``recon`` (and the server front ends)."""
+"""The ``dainr`` command line: ``simulate``, ``recon``, the server front ends and ``config show``."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Sequence
 from dainr import __version__
 from dainr.errors import DainrError
 
-_COMMANDS = ("simulate", "recon", "serve", "replay")
+_COMMANDS = ("simulate", "recon", "serve", "replay", "config")
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from dainr.config import METHODS, available_presets, load_config
+from dainr.cli.config import add_config_arguments
+from dainr.config import METHODS, load_config
 from dainr.errors import ConfigError, InputError
 
 log = logging.getLogger(__name__)
@@ -22,11 +23,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("input", type=Path, help="ISMRMRD raw file (.h5)")
     p.add_argument("-o", "--output", required=True, type=Path, help="ISMRMRD image file to write (.h5)")
     p.add_argument("--method", choices=METHODS, help="reconstruction method (default: the preset's, dainr)")
-    p.add_argument("--preset", default="fast",
-                   help=f"configuration preset: {', '.join(available_presets())} or a YAML file (default fast)")
-    p.add_argument("--config", type=Path, help="YAML file with config keys applied after the preset")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config key, e.g. --set dainr.steps=500 (repeatable)")
+    add_config_arguments(p)
     p.add_argument("--device", help="cpu, cuda, cuda:N or auto (default: the preset's, auto)")
     p.add_argument("--input-group", default="dataset", help="HDF5 group of the raw data (default dataset)")
     p.add_argument("--group", default="dataset", help="HDF5 group for the output images (default dataset)")

@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from dainr.config import available_presets
 from dainr.errors import ConfigError
 
 
@@ -21,8 +22,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="server address (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=9002, help="server port (default 9002)")
     p.add_argument("--config", default="default",
-                   help="config name sent as CONFIG_FILE: a preset (fast, paper, cpu-test), a YAML or chain XML "
-                        "the server knows, or default (default: default)")
+                   help=f"config name sent as CONFIG_FILE: a preset ({', '.join(available_presets())}), a YAML or "
+                        "chain XML the server knows, or default (default: default)")
     p.add_argument("--config-local", type=Path, metavar="FILE",
                    help="send this file's text as CONFIG_TEXT instead (YAML of config keys, or chain XML)")
     p.add_argument("--input-group", default="dataset", help="HDF5 group of the raw data (default dataset)")

@@ -7,7 +7,7 @@ import logging
 import signal
 from pathlib import Path
 
-from dainr.config import available_presets
+from dainr.config import DEFAULT_PRESET, available_presets
 from dainr.errors import ConfigError
 
 log = logging.getLogger("dainr.serve")
@@ -27,9 +27,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=1, help="CPU workers when --device cpu (default 1)")
     p.add_argument("--max-jobs", type=int, default=8,
                    help="connections served at once; more are refused with a 'busy' error (default 8)")
-    p.add_argument("--default-config", default="fast",
+    p.add_argument("--default-config", default=DEFAULT_PRESET,
                    help=f"config for clients that send none or 'default': {', '.join(available_presets())} or a "
-                        "YAML file (default fast)")
+                        f"YAML file (default {DEFAULT_PRESET})")
     p.add_argument("--config-dir", type=Path, action="append", default=[], metavar="DIR",
                    help="folder of YAML configs and dainr chain XMLs clients may name (repeatable)")
     p.add_argument("--timeout", type=float, default=600.0,

@@ -1,10 +1,10 @@
 """Which configuration a server client asked for: a CONFIG_FILE name or a CONFIG_TEXT.
 
-* ``CONFIG_FILE`` (id 1) carries a name: ``default``/``default.xml`` (the server's ``--default-config``), a preset
-  (``fast``, ``paper``, ``cpu-test``), a YAML file in one of the server's config folders (``site`` or ``site.yaml``),
-  or a Gadgetron chain (``dainr_raw.xml``) found in the config folders or the server's ``xml_configs`` whose DA-INR
-  ``<external>`` step's properties are used, so ``gadgetron_ismrmrd_client -c dainr_raw.xml`` gives the same images
-  from Gadgetron and from ``dainr serve``.
+* ``CONFIG_FILE`` (id 1) carries a name: ``default``/``default.xml`` (the server's ``--default-config``), a built-in
+  preset (:func:`dainr.config.available_presets`), a YAML file in one of the server's config folders (``site`` or
+  ``site.yaml``), or a Gadgetron chain (``dainr_raw.xml``) found in the config folders or the server's
+  ``xml_configs`` whose DA-INR ``<external>`` step's properties are used, so ``gadgetron_ismrmrd_client -c
+  dainr_raw.xml`` gives the same images from Gadgetron and from ``dainr serve``.
 * ``CONFIG_TEXT`` (id 2) carries the text itself: Gadgetron chain XML (``gadgetron_ismrmrd_client -C chain.xml``),
   a bare ``<configuration>`` with ``<property>`` items, or a YAML mapping of properties/config keys.
 
@@ -18,7 +18,7 @@ from typing import Iterable
 
 import yaml
 
-from dainr.config import available_presets
+from dainr.config import available_presets, find_preset
 from dainr.errors import ConfigError
 from dainr.stream.settings import ReconSettings, properties_from_xml
 
@@ -55,14 +55,8 @@ def settings_for_name(name: str, default: ReconSettings, config_dirs: Iterable[P
             if path.is_file():
                 return ReconSettings.from_properties(properties_from_xml(path.read_bytes(), GADGET_MODULE),
                                                      config_dirs=dirs)
-    elif name in available_presets():
+    elif find_preset(name, dirs) is not None:
         return ReconSettings.from_properties({"preset": name}, config_dirs=dirs)
-    else:
-        stem = name[:-5] if name.endswith(".yaml") else name[:-4] if name.endswith(".yml") else name
-        for d in dirs:
-            for candidate in (d / name, d / f"{stem}.yaml", d / f"{stem}.yml"):
-                if candidate.is_file():
-                    return ReconSettings.from_properties({"preset": candidate.name}, config_dirs=dirs)
     yamls = sorted({p.name for d in dirs for p in d.glob("*.y*ml")})
     xmls = sorted({p.name for d in _xml_dirs(dirs) for p in d.glob("dainr*.xml")})
     known = ", ".join(available_presets() + yamls + xmls)

@@ -23,11 +23,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
+from dainr.config import DEFAULT_PRESET
 from dainr.errors import ConfigError, DainrError
 from dainr.stream import protocol as mrd
 from dainr.stream.config_names import settings_for_name, settings_for_text
 from dainr.stream.pipeline import new_collector
-from dainr.stream.settings import DEFAULT_PRESET, ReconSettings
+from dainr.stream.settings import ReconSettings
 from dainr.stream.workers import JobCancelled, QueuedSlice, WorkerPool
 
 log = logging.getLogger("dainr.serve")

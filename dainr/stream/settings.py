@@ -7,7 +7,7 @@ choices give the same :class:`~dainr.config.Config` and the same pixels.
 Property names (gadget ``<property name=... value=...>``, server XML or YAML):
 
 =================  =========================================================================================
-``preset``         built-in preset (``fast`` by default, ``paper``, ``cpu-test``) or a YAML file
+``preset``         a built-in preset (``dainr/presets/``; ``DEFAULT_PRESET`` when absent) or a YAML file
 ``config_file``    YAML with config keys applied after the preset (``config`` is accepted as an alias)
 ``method``         ``dainr``, ``adjoint`` or ``cgsense`` (same as ``--method``)
 ``device``         ``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (same as ``--device``)
@@ -23,13 +23,10 @@ import dataclasses
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 
-from dainr.config import Config, available_presets, load_config, nested_key
+from dainr.config import DEFAULT_PRESET, Config, find_in_dirs, load_config, nested_key
 from dainr.errors import ConfigError
-
-#: Default preset of every front end (the CLI's ``--preset`` default).
-DEFAULT_PRESET = "fast"
 
 _ALIASES = {"config": "config_file", "series": "series_index", "complex": "complex_output"}
 _FRONT_END_KEYS = ("preset", "config_file", "series_index", "complex_output")
@@ -60,11 +57,12 @@ class ReconSettings:
     @classmethod
     def load(cls, preset: str = DEFAULT_PRESET, config_file: str | Path | None = None,
              overrides: Iterable[str | dict[str, Any]] = (), series_index: int = 1,
-             complex_output: bool = False) -> ReconSettings:
-        """Settings from the same inputs as ``dainr recon --preset P --config F --set K=V``."""
+             complex_output: bool = False, search_dirs: Sequence[Path] | None = None) -> ReconSettings:
+        """Settings from the same inputs as ``dainr recon --preset P --config F --set K=V`` (``search_dirs``: see
+        :func:`dainr.config.load_config`)."""
         if not 1 <= int(series_index) <= 65535:
             raise ConfigError(f"series_index {series_index} must be in 1..65535")
-        config = load_config(preset, config_file, list(overrides))
+        config = load_config(preset, config_file, list(overrides), search_dirs=search_dirs)
         return cls(config=config, series_index=int(series_index), complex_output=bool(complex_output),
                    source=f"preset {config.preset}" + (f" + {Path(config_file).name}" if config_file else ""))
 
@@ -102,13 +100,10 @@ class ReconSettings:
                 raise ConfigError(f"unknown property '{key}'; use one of {valid} or a config key such as "
                                   "dainr.steps")
             overrides.append(f"{key}={value}" if isinstance(value, str) else nested_key(key, value))
-        if config_dirs is not None:
-            dirs = list(config_dirs)
-            if preset not in available_presets():
-                preset = str(find_named_file(preset, dirs, "preset"))
-            if config_file is not None:
-                config_file = str(find_named_file(config_file, dirs, "config_file"))
-        settings = cls.load(preset, config_file, overrides, series_index, complex_output)
+        dirs = None if config_dirs is None else list(config_dirs)
+        if dirs is not None and config_file is not None:
+            config_file = str(find_named_file(config_file, dirs, "config_file"))
+        settings = cls.load(preset, config_file, overrides, series_index, complex_output, search_dirs=dirs)
         return dataclasses.replace(settings, source=settings.source + "".join(
             f", {k}={v}" for k, v in props.items()))
 
@@ -133,14 +128,9 @@ def _as_bool(value: Any, name: str) -> bool:
 
 def find_named_file(name: str, dirs: list[Path], what: str) -> Path:
     """A bare file name looked up in ``dirs`` (server mode: clients name files, they never give paths)."""
-    if not name or "/" in name or "\\" in name or name in (".", ".."):
-        raise ConfigError(f"{what} {name!r} must be a bare file name in the server's config folder, not a path")
-    candidates = [name] if name.endswith((".yaml", ".yml")) else [name, f"{name}.yaml", f"{name}.yml"]
-    for d in dirs:
-        for c in candidates:
-            p = Path(d) / c
-            if p.is_file():
-                return p
+    path = find_in_dirs(name, dirs, what)
+    if path is not None:
+        return path
     where = ", ".join(str(d) for d in dirs) or "none configured"
     raise ConfigError(f"{what} {name!r} not found in the server's config folders ({where})")
 
