@@ -1,6 +1,6 @@
 """``dainr config show [--preset P] [--config FILE] [--set K=V ...]``: print the resolved configuration as YAML.
 
-It resolves exactly as ``dainr recon`` does (:func:`dainr.config.load_config`) and needs neither torch nor the data.
+It resolves exactly as ``dainr recon`` does (:func:`dainr.config.load_config`); this module imports no torch.
 The YAML holds every key an override may set, so ``--config`` reads it back.
 """
 
