@@ -181,7 +181,7 @@ class GridConfig:
     log2_table_size: int = checked(19, POSITIVE)
     gridtype: Literal["tiled", "hash"] = "tiled"
     backend: Literal["auto", "torch", "tcnn"] = "auto"
-    init_scale: float = 1e-4
+    init_scale: float = checked(1e-4, POSITIVE)
 
     def cross_check(self, prefix: str) -> None:
         if self.finest_resolution < self.base_resolution:
@@ -244,7 +244,7 @@ class DainrConfig:
     grid_lr_scale: float = checked(1.0, POSITIVE)
     weight_decay: float = checked(0.01, NON_NEGATIVE)
     schedule: Literal["constant", "cosine", "step"] = "constant"
-    final_lr_ratio: float = 0.1
+    final_lr_ratio: float = checked(0.1, NON_NEGATIVE)
     step_size: int = checked(2000, POSITIVE)
     loss: Literal["l1", "l2"] = "l1"
     preconditioned_gradient: bool = False
