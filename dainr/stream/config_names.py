@@ -2,7 +2,7 @@
 
 * ``CONFIG_FILE`` (id 1) carries a name: ``default``/``default.xml`` (the server's ``--default-config``), a preset
   (``fast``, ``paper``, ``cpu-test``), a YAML file in one of the server's config folders (``site`` or ``site.yaml``),
-  or a Gadgetron chain (``dainr_raw.xml``) found in the config folders or the server's ``xml_configs`` whose DA-INR
+  or a Gadgetron chain (``dainr_raw.xml``, or ``dainr_raw`` when no preset or YAML has that name) found in the config folders or the server's ``xml_configs`` whose DA-INR
   ``<external>`` step's properties are used, so ``gadgetron_ismrmrd_client -c dainr_raw.xml`` gives the same images
   from Gadgetron and from ``dainr serve``.
 * ``CONFIG_TEXT`` (id 2) carries the text itself: Gadgetron chain XML (``gadgetron_ismrmrd_client -C chain.xml``),
@@ -50,11 +50,9 @@ def settings_for_name(name: str, default: ReconSettings, config_dirs: Iterable[P
     if "/" in name or "\\" in name or name in (".", ".."):
         raise ConfigError(f"config {name!r} must be a name, not a path")
     if name.endswith(".xml"):
-        for d in _xml_dirs(dirs):
-            path = d / name
-            if path.is_file():
-                return ReconSettings.from_properties(properties_from_xml(path.read_bytes(), GADGET_MODULE),
-                                                     config_dirs=dirs)
+        chain = _chain_settings(name, dirs)
+        if chain is not None:
+            return chain
     elif name in available_presets():
         return ReconSettings.from_properties({"preset": name}, config_dirs=dirs)
     else:
@@ -63,10 +61,23 @@ def settings_for_name(name: str, default: ReconSettings, config_dirs: Iterable[P
             for candidate in (d / name, d / f"{stem}.yaml", d / f"{stem}.yml"):
                 if candidate.is_file():
                     return ReconSettings.from_properties({"preset": candidate.name}, config_dirs=dirs)
+        chain = _chain_settings(f"{name}.xml", dirs)  # a chain named without .xml: `-c dainr_raw`
+        if chain is not None:
+            return chain
     yamls = sorted({p.name for d in dirs for p in d.glob("*.y*ml")})
     xmls = sorted({p.name for d in _xml_dirs(dirs) for p in d.glob("dainr*.xml")})
     known = ", ".join(available_presets() + yamls + xmls)
     raise ConfigError(f"unknown config {name!r}; this server knows: default, {known}")
+
+
+def _chain_settings(file_name: str, dirs: list[Path]) -> ReconSettings | None:
+    """Settings of the chain ``file_name`` (the DA-INR ``<external>`` step's properties), None when absent."""
+    for d in _xml_dirs(dirs):
+        path = d / file_name
+        if path.is_file():
+            return ReconSettings.from_properties(properties_from_xml(path.read_bytes(), GADGET_MODULE),
+                                                 config_dirs=dirs)
+    return None
 
 
 def settings_for_text(text: str, default_preset: str, config_dirs: Iterable[Path] = ()) -> ReconSettings:

@@ -193,7 +193,7 @@ def replay(path: str | os.PathLike, host: str, port: int, config: str | None = "
             try:
                 msg = reader.read_message(allowed)
             except mrd.PeerClosed as exc:
-                raise ServerError(f"the server closed the connection without CLOSE ({exc})") from None
+                raise ServerError(str(exc)) from None  # names the server and what was cut short
             except mrd.ProtocolError as exc:
                 raise ServerError(f"bad reply from the server: {exc}") from None
             if msg.id == mrd.CLOSE:

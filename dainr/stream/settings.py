@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from dainr.config import Config, available_presets, load_config, nested_key
+from dainr.config import _read_yaml as read_yaml
 from dainr.errors import ConfigError
 
 #: Default preset of every front end (the CLI's ``--preset`` default).
@@ -64,7 +65,7 @@ class ReconSettings:
         """Settings from the same inputs as ``dainr recon --preset P --config F --set K=V``."""
         if not 1 <= int(series_index) <= 65535:
             raise ConfigError(f"series_index {series_index} must be in 1..65535")
-        config = load_config(preset, config_file, list(overrides))
+        config = load_config(*_resolve_yaml_preset(preset, config_file, list(overrides)))
         return cls(config=config, series_index=int(series_index), complex_output=bool(complex_output),
                    source=f"preset {config.preset}" + (f" + {Path(config_file).name}" if config_file else ""))
 
@@ -111,6 +112,31 @@ class ReconSettings:
         settings = cls.load(preset, config_file, overrides, series_index, complex_output)
         return dataclasses.replace(settings, source=settings.source + "".join(
             f", {k}={v}" for k, v in props.items()))
+
+
+def _resolve_yaml_preset(preset: str, config_file: str | Path | None, overrides: list[str | dict[str, Any]]
+                         ) -> tuple[str, str | Path | None, list[str | dict[str, Any]]]:
+    """``load_config`` arguments that honour a ``preset:`` key inside a YAML file given as the preset.
+
+    ``site.yaml`` holding ``preset: cpu-test`` means: the built-in preset ``cpu-test``, then the file's other keys,
+    then ``config_file``, then the overrides (``load_config`` alone would start from the dataclass defaults and keep
+    the key only as a label).
+
+    Raises
+    ------
+    ConfigError
+        When the key names something other than a built-in preset.
+    """
+    if not preset.endswith((".yaml", ".yml")) or not Path(preset).is_file():
+        return preset, config_file, overrides
+    base = read_yaml(Path(preset), "preset").get("preset")
+    if base is None:
+        return preset, config_file, overrides
+    if str(base) not in available_presets():
+        raise ConfigError(f"{Path(preset).name} says 'preset: {base}', which is not a built-in preset; use one of "
+                          f"{', '.join(available_presets())} or remove the key")
+    extra = [read_yaml(Path(config_file), "config file")] if config_file else []
+    return str(base), preset, extra + overrides
 
 
 def _as_int(value: Any, name: str) -> int:
