@@ -13,7 +13,7 @@ EXTRAS ?= cpu,test
 
 .PHONY: venv demo test clean
 
-$(BIN)/dainr: setup.cfg pyproject.toml
+$(BIN)/dainr: setup.cfg setup.py pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e ".[$(EXTRAS)]"
