@@ -1,6 +1,8 @@
 # Two commands do all set-up on a fresh machine (see README Quickstart):
 #   make demo   -- create .venv, simulate a phantom cine, reconstruct it, write images + GIF, print PSNR/SSIM
 #   make test   -- create .venv and run the test-suite
+# and, for interoperability with the C++ ISMRMRD library and Gadgetron's client (README "Gadgetron"):
+#   make interop -- build the C++ MRD tools once into .mrd-tools/ (git-ignored; minutes), run tests/interop with them
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -11,9 +13,14 @@ DEMO_PRESET ?= $(shell $(BIN)/python -c "import torch; print('fast' if torch.cud
 # The CPU build of PyTorch (extra "cpu"); set EXTRAS=test for an environment with a CUDA torch already present.
 EXTRAS ?= cpu,test
 
-.PHONY: venv demo test clean
+# Where `make interop` builds the C++ MRD tools (ISMRMRD 1.15's utilities, gadgetron_ismrmrd_client), and how.
+MRD_TOOLS ?= .mrd-tools
+MRD_TOOLS_BUILD ?= ../shared/tools/build-mrd-cpp-tools
+INTEROP_TESTS := tests/interop tests/gadget/test_gadget_cpp_header.py
 
-$(BIN)/dainr: setup.cfg pyproject.toml
+.PHONY: venv demo test interop clean
+
+$(BIN)/dainr: setup.cfg setup.py pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e ".[$(EXTRAS)]"
@@ -32,6 +39,17 @@ demo: venv
 
 test: venv
 	$(BIN)/python -m pytest -q
+
+# A failed tool build (no apt, no compiler, no ../shared) is one line and skipped tests, not a failure; tools that
+# built must pass the tests. The build script is idempotent: a second run returns at once.
+interop: venv
+	@if "$(MRD_TOOLS_BUILD)" "$(MRD_TOOLS)" > "$(MRD_TOOLS).log" 2>&1; then \
+		tools="$(abspath $(MRD_TOOLS))"; echo "interop: C++ MRD tools ready in $(MRD_TOOLS)/bin"; \
+	else \
+		tools="$(abspath $(MRD_TOOLS)).unbuilt"; last=$$(tail -n 1 "$(MRD_TOOLS).log"); \
+		echo "interop: the C++ MRD tools could not be built ($(MRD_TOOLS_BUILD) failed$${last:+: $$last}; log in $(MRD_TOOLS).log): the interop tests are skipped"; \
+	fi; \
+	DAINR_MRD_TOOLS="$$tools" $(BIN)/python -m pytest -q -rs $(INTEROP_TESTS)
 
 clean:
 	rm -rf $(DEMO_DIR) .pytest_cache

@@ -490,7 +490,8 @@ def load_config(preset: str | os.PathLike[str] = DEFAULT_PRESET,
     Parameters
     ----------
     preset:
-        Built-in preset name (:func:`available_presets`) or a YAML file (see :func:`find_preset`).
+        Built-in preset name (:func:`available_presets`) or a YAML file (see :func:`find_preset`); such a file may
+        start from a built-in preset with a ``preset: NAME`` key, its other keys applied on top.
     yaml_file:
         Optional user YAML applied after the preset.
     overrides:
@@ -510,7 +511,14 @@ def load_config(preset: str | os.PathLike[str] = DEFAULT_PRESET,
         raise ConfigError(f"unknown preset {os.fspath(preset)!r}; choose one of {', '.join(available_presets())} "
                           f"or {where}")
     cfg = Config()
-    _apply(cfg, _read_yaml(path, "preset"))
+    data = _read_yaml(path, "preset")
+    base = data.pop("preset", None)
+    if base is not None:  # a site preset built on a built-in one: `preset: cpu-test` plus its own keys
+        if base not in available_presets() or base == path.stem:
+            raise ConfigError(f"preset file {path.name}: 'preset: {base}' must name a built-in preset "
+                              f"({', '.join(available_presets())})")
+        _apply(cfg, _read_yaml(find_preset(base), "preset"))
+    _apply(cfg, data)
     cfg.preset = path.stem
     if yaml_file:
         _apply(cfg, _read_yaml(Path(yaml_file), "config file"))

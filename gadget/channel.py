@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import socket
 import struct
+import time
 import xml.etree.ElementTree as ET
 from typing import Any, Iterator
 
@@ -47,19 +48,33 @@ class SafeSocket:
     ----------
     sock:
         The connected socket.
+    setup_timeout_s:
+        Deadline, in seconds from now, for the reads before :meth:`end_setup` (CONFIG and HEADER, which Gadgetron
+        sends at once); None for none. Later reads wait as long as Gadgetron takes.
     """
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, setup_timeout_s: float | None = None) -> None:
         self.socket = sock
         self.socket.settimeout(None)
         self.closed = False
+        self.setup_timeout_s = setup_timeout_s
+        self._deadline = None if setup_timeout_s is None else time.monotonic() + setup_timeout_s
+
+    def end_setup(self) -> None:
+        """CONFIG and HEADER are read: no deadline from now on."""
+        self._deadline = None
+        self.socket.settimeout(None)
 
     def read(self, nbytes: int) -> bytes:
         chunks = []
         left = nbytes
         while left > 0:
             try:
+                if self._deadline is not None:
+                    self.socket.settimeout(max(self._deadline - time.monotonic(), 1e-3))
                 chunk = self.socket.recv(min(left, 1 << 20))
+            except socket.timeout:
+                raise PeerGone(f"Gadgetron sent no CONFIG and HEADER within {self.setup_timeout_s:g} s") from None
             except OSError as exc:
                 raise PeerGone(f"the connection to Gadgetron broke ({exc})") from None
             if not chunk:

@@ -21,7 +21,9 @@ Gadgetron an ERROR message with a one-line reason before the CLOSE.
 In active mode gadgetron-python reads CONFIG and HEADER before this module is even imported: a header that
 ismrmrd-python cannot parse ends the child there, without CLOSE, and Gadgetron reports the broken connection (real
 Gadgetron re-serialises the header, so this takes a hand-made client). Passive mode reads both itself and answers
-such a header with an ERROR.
+such a header with an ERROR. In both modes a Gadgetron that closes the socket, or sends nothing for
+``SETUP_TIMEOUT_S`` seconds, before CONFIG and HEADER are in ends the gadget instead of leaving it spinning or waiting
+(active mode: :mod:`gadget.startup_guard`, run at start-up by the ``.pth`` file the package installs).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from dainr.stream import (ReconSettings, SliceJob, new_collector, properties_fro
                           recon_data_to_acquisitions)
 from dainr.stream.device_lock import gpu_lock
 from gadget.channel import GadgetChannel, PeerGone, SafeSocket, open_connection, send_error
+from gadget.startup_guard import SETUP_TIMEOUT_S
 
 log = logging.getLogger("dainr.gadget")
 
@@ -134,7 +137,7 @@ class DainrGadget:
 
 def handle_socket(sock: socket.socket) -> bool:
     """Serve one accepted socket in passive mode (CONFIG and HEADER not yet read)."""
-    safe = SafeSocket(sock)
+    safe = SafeSocket(sock, setup_timeout_s=SETUP_TIMEOUT_S)
     try:
         try:
             connection = open_connection(safe)
@@ -143,6 +146,7 @@ def handle_socket(sock: socket.socket) -> bool:
             if isinstance(exc, DainrError):
                 send_error(safe, ERROR_PREFIX + error_text(exc))
             return False
+        safe.end_setup()
         return serve_channel(GadgetChannel(connection))
     finally:
         safe.close()

@@ -13,7 +13,7 @@ Input checks follow ``shared/design/INPUT_POLICY.md``; every refusal is a one-li
 """
 
 from dainr.mrd.acquisitions import AcquisitionTable
-from dainr.mrd.header import EncodingInfo, build_header, encoding_info, header_to_xml, parse_header
+from dainr.mrd.header import EncodingInfo, build_header, encoding_info, header_to_xml, parse_header, without_version
 from dainr.mrd.images import read_images, to_images, write_images
 from dainr.mrd.raw_reader import read_raw
 from dainr.mrd.raw_writer import write_raw
@@ -34,5 +34,6 @@ __all__ = [
     "read_raw",
     "to_images",
     "write_images",
+    "without_version",
     "write_raw",
 ]

@@ -7,6 +7,7 @@ works on ismrmrd-python 1.14 and 1.15 (1.15 makes the required fields keyword-on
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 
 import ismrmrd.xsd as xsd
@@ -97,8 +98,9 @@ def build_header(matrix: tuple[int, int], fov_mm: tuple[float, float, float], n_
         description = xsd.trajectoryDescriptionType(identifier=trajectory_identifier)
     encoding = xsd.encodingType(encodedSpace=encoded, reconSpace=recon, encodingLimits=limits,
                                 trajectory=xsd.trajectoryType(trajectory), trajectoryDescription=description)
+    # No <version>: C++ ISMRMRD's serialize() (Gadgetron re-serialises every header) throws unless it equals the
+    # library's own schema version, which differs between releases; the element is optional.
     return xsd.ismrmrdHeader(
-        version=1,
         measurementInformation=xsd.measurementInformationType(
             measurementID=measurement_id, patientPosition=xsd.patientPositionType.HFS,
             protocolName="dainr_radial_cine"),
@@ -115,9 +117,25 @@ def header_to_xml(header: xsd.ismrmrdHeader) -> bytes:
     """Serialise an xsdata header to UTF-8 XML bytes.
 
     Uses xsdata's serializer directly: ismrmrd-python 1.14.0's ``ToXML`` (Gadgetron's environment) fails with the
-    xsdata releases that install beside it.
+    xsdata releases that install beside it. A ``version`` set on the header is left out (see :func:`without_version`).
     """
-    return XmlSerializer().render(header, ns_map={None: ISMRMRD_NS}).encode("utf-8")
+    return without_version(XmlSerializer().render(header, ns_map={None: ISMRMRD_NS}).encode("utf-8"))
+
+
+#: ``<version>…</version>`` as the first child of the root (its place in the schema's sequence), any prefix.
+_VERSION_ELEMENT = re.compile(rb"(<(?:[\w.-]+:)?ismrmrdHeader\b[^>]*>\s*)<((?:[\w.-]+:)?)version\s*>[^<]*</\2version\s*>\s*")
+
+
+def without_version(xml: bytes | str) -> bytes:
+    """The header XML with its optional ``<version>`` element removed, every other byte as it was.
+
+    C++ ISMRMRD's ``serialize`` throws "XML header version does not match library schema version" unless the
+    version equals that library's own (8 in 1.8, 15 in 1.15), so a file with any version breaks some release of
+    Gadgetron and the ISMRMRD tools; a file without one works with all. Every header the project writes goes
+    through this; headers it reads may carry any version.
+    """
+    data = xml.encode("utf-8") if isinstance(xml, str) else bytes(xml)
+    return _VERSION_ELEMENT.sub(rb"\1", data, count=1)
 
 
 def parse_header(xml: bytes | str) -> xsd.ismrmrdHeader:

@@ -30,6 +30,7 @@ import numpy as np
 
 from dainr.data import CineData
 from dainr.mrd.atomic import atomic_path
+from dainr.mrd.header import without_version
 
 _GEOMETRY = ("position", "read_dir", "phase_dir", "slice_dir", "patient_table_position")
 
@@ -105,14 +106,15 @@ def write_images(path: str | os.PathLike, image_list: Sequence[ismrmrd.Image], g
                  header_xml: bytes | str | None = None) -> Path:
     """Write images as ``<group>/image_<image_series_index>`` (the layout of Gadgetron's clients), atomically.
 
-    All images of one series must share a shape. ``header_xml``, when given, is written to ``<group>/xml``.
+    All images of one series must share a shape. ``header_xml``, when given, is written to ``<group>/xml`` (without
+    ``<version>``, see :func:`dainr.mrd.header.without_version`).
     """
     path = Path(path)
     with atomic_path(path) as tmp:
         dset = ismrmrd.Dataset(str(tmp), group, True)
         try:
             if header_xml is not None:
-                dset.write_xml_header(header_xml.encode("utf-8") if isinstance(header_xml, str) else header_xml)
+                dset.write_xml_header(without_version(header_xml))
             shapes: dict[int, tuple] = {}
             for img in image_list:
                 series = int(img.image_series_index)

@@ -19,7 +19,7 @@ from ismrmrd.hdf5 import acquisition_dtype
 from dainr.data import CineData
 from dainr.mrd.acquisitions import ACQ_HEADER_DTYPE, flag_bit
 from dainr.mrd.atomic import atomic_path
-from dainr.mrd.header import header_to_xml
+from dainr.mrd.header import header_to_xml, without_version
 
 #: Siemens-style time stamp tick, ms.
 TICK_MS = 2.5
@@ -56,7 +56,7 @@ def write_raw(path: str | os.PathLike, header: xsd.ismrmrdHeader | bytes | str, 
     path:
         Output file; written under a temporary name in the same folder and renamed at the end.
     header:
-        The header (e.g. from :func:`dainr.mrd.header.build_header`) or its XML.
+        The header (e.g. from :func:`dainr.mrd.header.build_header`) or its XML; written without ``<version>``.
     slices:
         One :class:`CineData` per slice (same coils and samples). Spokes flagged False in ``spoke_mask`` are not
         written.
@@ -96,8 +96,7 @@ def write_raw(path: str | os.PathLike, header: xsd.ismrmrdHeader | bytes | str, 
         noise = np.asarray(noise, np.complex64)
         if noise.ndim != 2 or noise.shape[0] != n_coils:
             raise ValueError(f"noise must be (coils={n_coils}, n), not {noise.shape}")
-    xml = header_to_xml(header) if isinstance(header, xsd.ismrmrdHeader) else \
-        (header.encode("utf-8") if isinstance(header, str) else bytes(header))
+    xml = header_to_xml(header) if isinstance(header, xsd.ismrmrdHeader) else without_version(header)
 
     # One header row per acquisition, filled column-wise.
     blocks = _order(slices, interleave)

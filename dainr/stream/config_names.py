@@ -2,9 +2,9 @@
 
 * ``CONFIG_FILE`` (id 1) carries a name: ``default``/``default.xml`` (the server's ``--default-config``), a built-in
   preset (:func:`dainr.config.available_presets`), a YAML file in one of the server's config folders (``site`` or
-  ``site.yaml``), or a Gadgetron chain (``dainr_raw.xml``) found in the config folders or the server's
-  ``xml_configs`` whose DA-INR ``<external>`` step's properties are used, so ``gadgetron_ismrmrd_client -c
-  dainr_raw.xml`` gives the same images from Gadgetron and from ``dainr serve``.
+  ``site.yaml``), or a Gadgetron chain (``dainr_raw.xml``, or ``dainr_raw`` when no preset or YAML has that name)
+  found in the config folders or the server's ``xml_configs`` whose DA-INR ``<external>`` step's properties are used,
+  so ``gadgetron_ismrmrd_client -c dainr_raw.xml`` gives the same images from Gadgetron and from ``dainr serve``.
 * ``CONFIG_TEXT`` (id 2) carries the text itself: Gadgetron chain XML (``gadgetron_ismrmrd_client -C chain.xml``),
   a bare ``<configuration>`` with ``<property>`` items, or a YAML mapping of properties/config keys.
 
@@ -50,17 +50,29 @@ def settings_for_name(name: str, default: ReconSettings, config_dirs: Iterable[P
     if "/" in name or "\\" in name or name in (".", ".."):
         raise ConfigError(f"config {name!r} must be a name, not a path")
     if name.endswith(".xml"):
-        for d in _xml_dirs(dirs):
-            path = d / name
-            if path.is_file():
-                return ReconSettings.from_properties(properties_from_xml(path.read_bytes(), GADGET_MODULE),
-                                                     config_dirs=dirs)
+        chain = _chain_settings(name, dirs)
+        if chain is not None:
+            return chain
     elif find_preset(name, dirs) is not None:
         return ReconSettings.from_properties({"preset": name}, config_dirs=dirs)
+    else:
+        chain = _chain_settings(f"{name}.xml", dirs)  # a chain named without .xml: `-c dainr_raw`
+        if chain is not None:
+            return chain
     yamls = sorted({p.name for d in dirs for p in d.glob("*.y*ml")})
     xmls = sorted({p.name for d in _xml_dirs(dirs) for p in d.glob("dainr*.xml")})
     known = ", ".join(available_presets() + yamls + xmls)
     raise ConfigError(f"unknown config {name!r}; this server knows: default, {known}")
+
+
+def _chain_settings(file_name: str, dirs: list[Path]) -> ReconSettings | None:
+    """Settings of the chain ``file_name`` (the DA-INR ``<external>`` step's properties), None when absent."""
+    for d in _xml_dirs(dirs):
+        path = d / file_name
+        if path.is_file():
+            return ReconSettings.from_properties(properties_from_xml(path.read_bytes(), GADGET_MODULE),
+                                                 config_dirs=dirs)
+    return None
 
 
 def settings_for_text(text: str, default_preset: str, config_dirs: Iterable[Path] = ()) -> ReconSettings:

@@ -29,6 +29,7 @@ import ismrmrd
 from dainr.errors import DainrError, InputError
 from dainr.mrd import write_images
 from dainr.mrd.acquisitions import AcquisitionTable, header_of
+from dainr.mrd.header import without_version
 from dainr.stream import protocol as mrd
 
 try:  # ismrmrd >= 1.14.2
@@ -192,7 +193,7 @@ def replay(path: str | os.PathLike, host: str, port: int, config: str | None = "
             try:
                 msg = reader.read_message(allowed)
             except mrd.PeerClosed as exc:
-                raise ServerError(f"the server closed the connection without CLOSE ({exc})") from None
+                raise ServerError(str(exc)) from None  # names the server and what was cut short
             except mrd.ProtocolError as exc:
                 raise ServerError(f"bad reply from the server: {exc}") from None
             if msg.id == mrd.CLOSE:
@@ -255,7 +256,7 @@ def store_images(path: str | os.PathLike, images: list[ismrmrd.Image], group: st
     dset = ismrmrd.Dataset(str(path), group, True)
     try:
         if header_xml is not None:
-            dset.write_xml_header(header_xml)
+            dset.write_xml_header(without_version(header_xml))
         for img in images:
             dset.append_image(f"image_{int(img.image_series_index)}", img)
     finally:

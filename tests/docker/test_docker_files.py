@@ -197,7 +197,8 @@ def test_package_wheel_holds_what_the_images_need(tmp_path):
     names = set(zipfile.ZipFile(wheel).namelist())
     for needed in ("gadget/__init__.py", "gadget/dainr_gadget.py", "gadget/channel.py", "dainr/stream/server.py",
                    "dainr/stream/replay.py", "dainr/cli/serve.py", "dainr/cli/replay.py", "dainr/presets/fast.yaml",
-                   "dainr/presets/cpu-test.yaml"):
+                   "dainr/presets/cpu-test.yaml", "gadget/startup_guard.py",
+                   "dainr_recon_gadgetron_guard.pth"):
         assert needed in names, f"{needed} missing from the wheel"
     meta = next(n for n in names if n.endswith(".dist-info/METADATA"))
     entry = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
