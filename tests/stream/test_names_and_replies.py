@@ -58,7 +58,7 @@ def test_config_dir_yaml_preset_then_config_file_then_properties(tmp_path):
 
 def test_config_dir_yaml_naming_an_unknown_preset_is_refused_in_one_line(tmp_path):
     (tmp_path / "site.yaml").write_text("preset: turbo\n")
-    with pytest.raises(ConfigError, match="site.yaml says 'preset: turbo'.*built-in preset") as err:
+    with pytest.raises(ConfigError, match="site.yaml: 'preset: turbo' must name a built-in preset") as err:
         settings_for_name("site", DEFAULT, [tmp_path])
     assert "\n" not in str(err.value)
 
