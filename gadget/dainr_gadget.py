@@ -36,10 +36,10 @@ from typing import Sequence
 from gadgetron.external import constants
 
 from dainr.errors import DainrError, InputError
-from dainr.stream import (ReconSettings, SliceJob, new_collector, properties_from_element, reconstruct_job,
-                          recon_data_to_acquisitions)
+from dainr.stream import ReconSettings, SliceJob, new_collector, properties_from_element, reconstruct_job
 from dainr.stream.device_lock import gpu_lock
 from gadget.channel import GadgetChannel, PeerGone, SafeSocket, open_connection, send_error
+from gadget.recon_data import recon_data_to_acquisitions
 
 log = logging.getLogger("dainr.gadget")
 

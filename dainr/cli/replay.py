@@ -35,7 +35,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from dainr.stream.replay import default_group, replay, store_images
+    from dainr.server.replay import default_group, replay, store_images
 
     if args.output.resolve() == args.input.resolve():
         raise ConfigError("the output file must differ from the input raw file")

@@ -8,14 +8,13 @@ same pixels for the same data and config.
 * :class:`ReconSettings` — config tree + output options, from a preset/YAML/overrides or ``<property>`` items;
 * :class:`SliceCollector` — acquisitions -> complete :class:`SliceJob` s;
 * :func:`reconstruct_job`, :func:`stream_images` — slices -> ``ismrmrd.Image`` lists;
-* :func:`recon_data_to_acquisitions` — Gadgetron ``ReconData`` (BucketToBuffer output) -> acquisitions;
-* :mod:`dainr.stream.protocol` — MRD/Gadgetron wire format; :mod:`dainr.stream.server` and
-  :mod:`dainr.stream.replay` — the server and the replay client.
+* :mod:`dainr.stream.protocol` — the MRD/Gadgetron wire format.
+
+The server and its replay client are :mod:`dainr.server`; Gadgetron-only code is ``gadget/``.
 """
 
 from dainr.stream.collector import SliceCollector, SliceJob
 from dainr.stream.pipeline import SliceOutput, new_collector, reconstruct_job, stream_images
-from dainr.stream.recon_data import recon_data_to_acquisitions
 from dainr.stream.settings import ReconSettings, properties_from_element, properties_from_xml
 
 __all__ = [
@@ -27,6 +26,5 @@ __all__ = [
     "properties_from_element",
     "properties_from_xml",
     "reconstruct_job",
-    "recon_data_to_acquisitions",
     "stream_images",
 ]

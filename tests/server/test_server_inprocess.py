@@ -11,7 +11,7 @@ import pytest
 
 from dainr.mrd import read_images
 from dainr.stream import protocol as mrd
-from dainr.stream.replay import ServerError, read_raw_stream, replay, store_images
+from dainr.server.replay import ServerError, read_raw_stream, replay, store_images
 from tests.gadget.compare import DAINR_TOLERANCE, assert_same_images, cli_images
 from tests.server.conftest import ADJOINT, TIMEOUT, connect, make_server, read_reply, u16, wait_until
 

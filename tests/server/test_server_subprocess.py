@@ -19,7 +19,7 @@ import pytest
 from dainr.cli import main
 from dainr.mrd import read_images
 from dainr.stream import protocol as mrd
-from dainr.stream.replay import ServerError, read_raw_stream, replay
+from dainr.server.replay import ServerError, read_raw_stream, replay
 from tests.gadget.compare import DAINR_TOLERANCE, assert_same_images, cli_images
 from tests.server.conftest import ADJOINT, TIMEOUT, read_reply, wait_until
 

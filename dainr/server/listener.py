@@ -1,7 +1,7 @@
 """``dainr serve``: an MRD/Gadgetron streaming server that reconstructs radial cines slice by slice.
 
 Per connection (a thread): read the config message and the header, then the acquisitions; every slice completed
-(``ACQ_LAST_IN_SLICE`` or CLOSE) is validated and queued for the devices (:mod:`dainr.stream.workers`); a sender
+(``ACQ_LAST_IN_SLICE`` or CLOSE) is validated and queued for the devices (:mod:`dainr.server.workers`); a sender
 thread streams each slice's images back as soon as it is done, in slice order; after the last slice the server sends
 CLOSE. An error (unknown config, refused data, malformed message, failed reconstruction) is answered with one TEXT
 line ``ERROR: ...`` and CLOSE; a client that disappears has its queued slices dropped and its running slice
@@ -25,10 +25,10 @@ from typing import Iterator
 
 from dainr.errors import ConfigError, DainrError
 from dainr.stream import protocol as mrd
-from dainr.stream.config_names import settings_for_name, settings_for_text
+from dainr.server.config_names import settings_for_name, settings_for_text
 from dainr.stream.pipeline import new_collector
 from dainr.stream.settings import DEFAULT_PRESET, ReconSettings
-from dainr.stream.workers import JobCancelled, QueuedSlice, WorkerPool
+from dainr.server.workers import JobCancelled, QueuedSlice, WorkerPool
 
 log = logging.getLogger("dainr.serve")
 
