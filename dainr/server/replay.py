@@ -29,7 +29,7 @@ import ismrmrd
 from dainr.errors import DainrError, InputError
 from dainr.mrd import write_images
 from dainr.mrd.acquisitions import AcquisitionTable, header_of
-from dainr.stream import protocol as mrd
+from dainr.stream import protocol
 
 try:  # ismrmrd >= 1.14.2
     from ismrmrd.serialization import ConfigFile, ConfigText, ProtocolSerializer
@@ -121,7 +121,7 @@ class _Sender(threading.Thread):
                 ser = ProtocolSerializer(stream)
                 ser.serialize(ConfigText(self.config_text) if self.config_text is not None
                               else ConfigFile(self.config or "default"))
-                stream.write(mrd.frame_text(self.header, mrd.HEADER))
+                stream.write(protocol.frame_text(self.header, protocol.HEADER))
                 for acq in self.acquisitions:
                     if self.stop.is_set():
                         return
@@ -129,15 +129,15 @@ class _Sender(threading.Thread):
                     self.sent += 1
                 ser.close()  # CLOSE and flush
             else:
-                stream.write(mrd.frame_text(self.config_text, mrd.CONFIG_TEXT) if self.config_text is not None
-                             else mrd.frame_config_file(self.config or "default"))
-                stream.write(mrd.frame_text(self.header, mrd.HEADER))
+                stream.write(protocol.frame_text(self.config_text, protocol.CONFIG_TEXT) if self.config_text is not None
+                             else protocol.frame_config_file(self.config or "default"))
+                stream.write(protocol.frame_text(self.header, protocol.HEADER))
                 for acq in self.acquisitions:
                     if self.stop.is_set():
                         return
-                    stream.write(mrd.frame_item(acq))
+                    stream.write(protocol.frame_item(acq))
                     self.sent += 1
-                stream.write(mrd.frame_close())
+                stream.write(protocol.frame_close())
             stream.flush()
         except OSError as exc:
             self.error = exc
@@ -182,8 +182,8 @@ def replay(path: str | os.PathLike, host: str, port: int, config: str | None = "
                           "Gadgetron) running there?") from None
     result = ReplayResult(header_xml=header)
     sender = _Sender(sock, config, config_text, header, acqs, use_serializer)
-    reader = mrd.MessageReader(sock, mrd.Limits(idle_timeout_s=timeout), peer="the server")
-    allowed = frozenset({mrd.IMAGE, mrd.TEXT, mrd.ERROR, mrd.RESPONSE, mrd.CLOSE})
+    reader = protocol.MessageReader(sock, protocol.Limits(idle_timeout_s=timeout), peer="the server")
+    allowed = frozenset({protocol.IMAGE, protocol.TEXT, protocol.ERROR, protocol.RESPONSE, protocol.CLOSE})
     errors: list[str] = []
     sender.start()
     last = 0.0
@@ -191,22 +191,22 @@ def replay(path: str | os.PathLike, host: str, port: int, config: str | None = "
         while True:
             try:
                 msg = reader.read_message(allowed)
-            except mrd.PeerClosed as exc:
+            except protocol.PeerClosed as exc:
                 raise ServerError(f"the server closed the connection without CLOSE ({exc})") from None
-            except mrd.ProtocolError as exc:
+            except protocol.ProtocolError as exc:
                 raise ServerError(f"bad reply from the server: {exc}") from None
-            if msg.id == mrd.CLOSE:
+            if msg.id == protocol.CLOSE:
                 break
-            if msg.id == mrd.IMAGE:
+            if msg.id == protocol.IMAGE:
                 result.images.append(msg.value)
                 if result.first_image_s is None:
                     result.first_image_s = time.perf_counter() - t0
-            elif msg.id == mrd.ERROR or (msg.id == mrd.TEXT and "ERROR" in msg.value.upper()):
+            elif msg.id == protocol.ERROR or (msg.id == protocol.TEXT and "ERROR" in msg.value.upper()):
                 errors.append(" ".join(msg.value.split()))
-            elif msg.id == mrd.TEXT:
+            elif msg.id == protocol.TEXT:
                 result.texts.append(msg.value)
             now = time.perf_counter()
-            if progress is not None and (msg.id == mrd.IMAGE or now - last > 1.0):
+            if progress is not None and (msg.id == protocol.IMAGE or now - last > 1.0):
                 last = now
                 progress(sender.sent, len(acqs), len(result.images))
     finally:
