@@ -35,7 +35,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from dainr.server.replay import default_group, replay, store_images
+    from dainr.mrd import write_images
+    from dainr.server.replay import default_group, replay
 
     if args.output.resolve() == args.input.resolve():
         raise ConfigError("the output file must differ from the input raw file")
@@ -62,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     if not result.images:
         print(f"dainr replay: the server returned no images for {args.input}", file=sys.stderr)
         return 1
-    store_images(args.output, result.images, group, result.header_xml)
+    write_images(args.output, result.images, group, result.header_xml, new_group=True)
     series = sorted({int(im.image_series_index) for im in result.images})
     first = f"{result.first_image_s:.2f} s" if result.first_image_s is not None else "-"
     print(f"wrote {len(result.images)} images to {args.output} (group {group}, "

@@ -4,7 +4,8 @@ Raw data in (files, Gadgetron, MRD socket) become :class:`~dainr.data.CineData` 
 out as ``ismrmrd.Image`` objects with headers copied from the acquisitions.
 
 * :func:`build_header` — an ISMRMRD header for a radial cine;
-* :func:`write_raw` / :func:`read_raw` — ISMRMRD raw HDF5 files;
+* :func:`write_raw` / :func:`read_raw` — ISMRMRD raw HDF5 files; :func:`read_acquisitions` — a raw file's header
+  bytes and acquisitions as stored, to stream them;
 * :func:`assemble_series` — acquisitions received one by one (Gadgetron, MRD server) into a :class:`RawSeries`;
 * :class:`Binning` — real-time streams (no phase index) binned into frames at reconstruction time;
 * :func:`to_images`, :func:`write_images`, :func:`read_images` — output images.
@@ -15,7 +16,7 @@ Input checks follow ``shared/design/INPUT_POLICY.md``; every refusal is a one-li
 from dainr.mrd.acquisitions import AcquisitionTable
 from dainr.mrd.header import EncodingInfo, build_header, encoding_info, header_to_xml, parse_header
 from dainr.mrd.images import read_images, to_images, write_images
-from dainr.mrd.raw_reader import read_raw
+from dainr.mrd.raw_reader import read_acquisitions, read_raw
 from dainr.mrd.raw_writer import write_raw
 from dainr.mrd.series import Binning, RawSeries, TrajectoryOverride, assemble_series
 
@@ -30,6 +31,7 @@ __all__ = [
     "encoding_info",
     "header_to_xml",
     "parse_header",
+    "read_acquisitions",
     "read_images",
     "read_raw",
     "to_images",

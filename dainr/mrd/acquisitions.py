@@ -101,6 +101,11 @@ class AcquisitionTable:
             raise ValueError(f"{t.size} trajectory values where the header says {n} samples x {d} dimensions")
         return t.reshape(n, d)
 
+    def acquisition(self, i: int) -> ismrmrd.Acquisition:
+        """Acquisition i as an ``ismrmrd.Acquisition`` (header, samples and traj copied); ValueError as
+        :meth:`samples` and :meth:`trajectory`."""
+        return ismrmrd.Acquisition(header_of(self, i), self.samples(i), self.trajectory(i))
+
     @classmethod
     def from_acquisitions(cls, acquisitions: Iterable[AcquisitionLike]) -> AcquisitionTable:
         """Collect acquisitions received one by one (Gadgetron, MRD socket) into a table."""

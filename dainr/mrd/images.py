@@ -29,6 +29,7 @@ import ismrmrd
 import numpy as np
 
 from dainr.data import CineData
+from dainr.errors import InputError
 from dainr.mrd.atomic import atomic_path
 
 _GEOMETRY = ("position", "read_dir", "phase_dir", "slice_dir", "patient_table_position")
@@ -102,27 +103,58 @@ def to_images(cine: CineData, images: np.ndarray, series_index: int = 1, complex
 
 
 def write_images(path: str | os.PathLike, image_list: Sequence[ismrmrd.Image], group: str = "dataset",
-                 header_xml: bytes | str | None = None) -> Path:
-    """Write images as ``<group>/image_<image_series_index>`` (the layout of Gadgetron's clients), atomically.
+                 header_xml: bytes | str | None = None, *, new_group: bool = False) -> Path:
+    """Write images as ``<group>/image_<image_series_index>`` (the layout of Gadgetron's clients).
 
     All images of one series must share a shape. ``header_xml``, when given, is written to ``<group>/xml``.
+
+    Parameters
+    ----------
+    new_group:
+        False: the file is written anew, atomically (an existing file is replaced). True (as
+        ``gadgetron_ismrmrd_client`` stores each run): an existing file gets ``group`` added, which must not be in it
+        yet; a missing file is written anew.
+
+    Raises
+    ------
+    InputError
+        When images of one series differ in shape; with ``new_group``, when the file exists and is not HDF5, or
+        already has ``group``.
     """
     path = Path(path)
+    if new_group and path.exists():
+        if not h5py.is_hdf5(str(path)):
+            raise InputError(f"{path} exists and is not an HDF5 file: choose another output file")
+        with h5py.File(str(path), "r") as f:
+            if group in f:
+                raise InputError(f"{path} already has a group {group!r}: choose another group")
+        _check_shapes(image_list)
+        _append(path, image_list, group, header_xml)
+        return path
+    _check_shapes(image_list)
     with atomic_path(path) as tmp:
-        dset = ismrmrd.Dataset(str(tmp), group, True)
-        try:
-            if header_xml is not None:
-                dset.write_xml_header(header_xml.encode("utf-8") if isinstance(header_xml, str) else header_xml)
-            shapes: dict[int, tuple] = {}
-            for img in image_list:
-                series = int(img.image_series_index)
-                if shapes.setdefault(series, img.data.shape) != img.data.shape:
-                    raise ValueError(f"images of series {series} differ in shape ({shapes[series]} and "
-                                     f"{img.data.shape}); give each shape its own image_series_index")
-                dset.append_image(f"image_{series}", img)
-        finally:
-            dset.close()
+        _append(tmp, image_list, group, header_xml)
     return path
+
+
+def _check_shapes(image_list: Sequence[ismrmrd.Image]) -> None:
+    shapes: dict[int, tuple] = {}
+    for img in image_list:
+        series = int(img.image_series_index)
+        if shapes.setdefault(series, img.data.shape) != img.data.shape:
+            raise InputError(f"images of series {series} differ in shape ({shapes[series]} and {img.data.shape}); "
+                             "give each shape its own image_series_index")
+
+
+def _append(path: Path, image_list: Sequence[ismrmrd.Image], group: str, header_xml: bytes | str | None) -> None:
+    dset = ismrmrd.Dataset(str(path), group, True)
+    try:
+        if header_xml is not None:
+            dset.write_xml_header(header_xml.encode("utf-8") if isinstance(header_xml, str) else header_xml)
+        for img in image_list:
+            dset.append_image(f"image_{int(img.image_series_index)}", img)
+    finally:
+        dset.close()
 
 
 def _pixels(raw: np.ndarray) -> np.ndarray:

@@ -7,6 +7,7 @@ import ismrmrd
 import numpy as np
 import pytest
 
+from dainr.errors import InputError
 from dainr.mrd import read_images, read_raw, to_images, write_images, write_raw
 
 from .helpers import FRAMES, H, W, header_for, make_slices
@@ -72,7 +73,28 @@ def test_write_images_rejects_mixed_shapes_atomically(tmp_path):
     a = to_images(cine, _images(0))
     b = to_images(cine, _images(1)[:, :8, :])
     out = tmp_path / "bad.h5"
-    with pytest.raises(ValueError):
+    with pytest.raises(InputError, match="differ in shape"):
         write_images(out, a + b)
     assert not out.exists()
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+    write_images(out, a)
+    with pytest.raises(InputError, match="differ in shape"):
+        write_images(out, a + b, "run2", new_group=True)
+    with h5py.File(out, "r") as f:
+        assert list(f) == ["dataset"]
+
+
+def test_new_group_adds_runs_and_refuses_what_it_would_overwrite(tmp_path):
+    cine = _cine_series(tmp_path, n_slices=1).slices[0]
+    images = to_images(cine, _images(0))
+    out = tmp_path / "runs.h5"
+    write_images(out, images, "run1", new_group=True)  # a missing file is created
+    write_images(out, images, "run2", b"<xml/>", new_group=True)
+    assert sorted(read_images(out, "run1")) == sorted(read_images(out, "run2")) == [1]
+    with pytest.raises(InputError, match="already has a group 'run1'"):
+        write_images(out, images, "run1", new_group=True)
+    text = tmp_path / "text.h5"
+    text.write_text("not HDF5")
+    with pytest.raises(InputError, match="is not an HDF5 file"):
+        write_images(text, images, new_group=True)
+    assert text.read_text() == "not HDF5"

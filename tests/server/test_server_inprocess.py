@@ -9,9 +9,10 @@ import ismrmrd
 import numpy as np
 import pytest
 
-from dainr.mrd import read_images
+from dainr.errors import InputError
+from dainr.mrd import read_acquisitions, read_images, write_images
+from dainr.server.replay import ServerError, replay
 from dainr.stream import protocol
-from dainr.server.replay import ServerError, read_raw_stream, replay, store_images
 from tests.gadget.compare import DAINR_TOLERANCE, assert_same_images, cli_images
 from tests.server.conftest import ADJOINT, TIMEOUT, connect, make_server, read_reply, u16, wait_until
 
@@ -73,7 +74,7 @@ def test_four_concurrent_clients_get_complete_series(server, raw_one, raw_two, r
 
 
 def test_client_leaving_half_way_frees_its_job_and_server_keeps_serving(server, raw_one, ref_adjoint):
-    header, acqs = read_raw_stream(raw_one)
+    header, acqs = read_acquisitions(raw_one)
     sock = connect(server)
     # A long optimisation, so that the slice is still running when the client leaves.
     config = "preset: cpu-test\ndainr.steps: 100000\ndainr.log_every: 1\n"
@@ -99,7 +100,7 @@ def test_client_leaving_half_way_frees_its_job_and_server_keeps_serving(server, 
     (u16(protocol.ACQUISITION) + b"\xff" * 340, "samples"),
 ], ids=["unknown-id", "second-header", "huge-acquisition"])
 def test_garbage_gets_an_error_reply(server, raw_one, garbage, fragment):
-    header, acqs = read_raw_stream(raw_one)
+    header, acqs = read_acquisitions(raw_one)
     with connect(server) as sock:
         sock.sendall(protocol.frame_config_file("cpu-test") + protocol.frame_text(header, protocol.HEADER)
                      + protocol.frame_item(acqs[0]) + garbage)
@@ -109,7 +110,7 @@ def test_garbage_gets_an_error_reply(server, raw_one, garbage, fragment):
 
 
 def test_truncated_frame_gets_an_error_not_a_hang(server, raw_one):
-    header, acqs = read_raw_stream(raw_one)
+    header, acqs = read_acquisitions(raw_one)
     frame = protocol.frame_item(acqs[3])
     with connect(server) as sock:
         sock.sendall(protocol.frame_config_file("cpu-test") + protocol.frame_text(header, protocol.HEADER)
@@ -123,7 +124,7 @@ def test_truncated_frame_gets_an_error_not_a_hang(server, raw_one):
 def test_refused_data_and_unknown_config_are_error_replies(server, raw_one, tmp_path):
     with pytest.raises(ServerError, match="unknown config 'nope'"):
         replay(raw_one, "127.0.0.1", server.address[1], config="nope", timeout=TIMEOUT)
-    header, acqs = read_raw_stream(raw_one)
+    header, acqs = read_acquisitions(raw_one)
     bad = acqs[-1]
     bad.data[0, 0] = np.inf
     with connect(server) as sock:
@@ -135,7 +136,7 @@ def test_refused_data_and_unknown_config_are_error_replies(server, raw_one, tmp_
 
 
 def test_header_first_uses_the_default_config_and_waveforms_are_accepted(server, raw_one, tmp_path):
-    header, acqs = read_raw_stream(raw_one)
+    header, acqs = read_acquisitions(raw_one)
     wav = ismrmrd.Waveform.from_array(np.ones((1, 8), np.uint32))
     img = ismrmrd.Image.from_array(np.zeros((4, 4), np.float32), transpose=False)
     with connect(server) as sock:
@@ -161,19 +162,20 @@ def test_busy_server_refuses_the_extra_connection(tmp_path, raw_one):
         assert len(replay(raw_one, "127.0.0.1", srv.address[1], config_text=ADJOINT).images) == 3
 
 
-def test_hand_framed_request_and_store_images(server, raw_one, ref_adjoint, tmp_path):
+def test_hand_framed_request_and_images_stored_per_run(server, raw_one, ref_adjoint, tmp_path):
     result = replay(raw_one, "127.0.0.1", server.address[1], config_text=ADJOINT, use_serializer=False)
     assert_same_images(result.images, ref_adjoint[raw_one])
     out = tmp_path / "images.h5"
-    store_images(out, result.images, "run1", result.header_xml)
-    store_images(out, result.images, "run2", result.header_xml)
+    write_images(out, result.images, "run1", result.header_xml, new_group=True)
+    write_images(out, result.images, "run2", result.header_xml, new_group=True)
     assert_same_images(read_images(out, "run2")[1], ref_adjoint[raw_one])
-    with pytest.raises(Exception, match="already has a group"):
-        store_images(out, result.images, "run1")
+    assert_same_images(read_images(out, "run1")[1], ref_adjoint[raw_one])
+    with pytest.raises(InputError, match="already has a group 'run1'"):
+        write_images(out, result.images, "run1", new_group=True)
 
 
 def test_shutdown_past_the_grace_period_cancels_and_reports(tmp_path, raw_one):
-    header, acqs = read_raw_stream(raw_one)
+    header, acqs = read_acquisitions(raw_one)
     srv = make_server(tmp_path, grace_s=0.5)
     with srv.running():
         sock = connect(srv)

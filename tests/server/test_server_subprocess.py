@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 
 from dainr.cli import main
-from dainr.mrd import read_images
+from dainr.mrd import read_acquisitions, read_images
+from dainr.server.replay import ServerError, replay
 from dainr.stream import protocol
-from dainr.server.replay import ServerError, read_raw_stream, replay
 from tests.gadget.compare import DAINR_TOLERANCE, assert_same_images, cli_images
 from tests.server.conftest import ADJOINT, TIMEOUT, read_reply, wait_until
 
@@ -94,7 +94,7 @@ def test_sigterm_lets_the_running_connection_finish_then_exits(served, tmp_path)
     raw = tmp_path / "raw.h5"
     assert main(["simulate", "--matrix", "16", "--frames", "3", "--coils", "2", "--spokes", "5", "-o", str(raw),
                  "-q"]) == 0
-    header, acqs = read_raw_stream(raw)
+    header, acqs = read_acquisitions(raw)
     started = log.read_text().count("starting on")
     with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as sock:
         # Everything but CLOSE: the connection is in progress when SIGTERM arrives, however fast the recon is.
