@@ -36,8 +36,7 @@ from typing import Sequence
 from gadgetron.external import constants
 
 from dainr.errors import DainrError, InputError
-from dainr.stream import ReconSettings, SliceJob, new_collector, properties_from_element, reconstruct_job
-from dainr.stream.device_lock import gpu_lock
+from dainr.stream import ReconSettings, SliceJob, new_collector, properties_from_element, reconstruct_slice
 from gadget.channel import GadgetChannel, PeerGone, SafeSocket, open_connection, send_error
 from gadget.recon_data import recon_data_to_acquisitions
 
@@ -60,10 +59,7 @@ def _progress_logger(job: SliceJob):
 
 
 def _run_job(channel: GadgetChannel, job: SliceJob, settings: ReconSettings) -> int:
-    with gpu_lock(settings.config.device) as waited:
-        if waited > 1.0:
-            log.info("waited %.1f s for the GPU", waited)
-        out = reconstruct_job(job, settings, _progress_logger(job))
+    out = reconstruct_slice(job, settings, _progress_logger(job))
     for image in out.images:
         channel.send_image(image)
     log.info("slice %d: sent %d images (%s, %.2f s)", job.cine.slice_index, len(out.images), out.result.method,

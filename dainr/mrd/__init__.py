@@ -8,14 +8,15 @@ out as ``ismrmrd.Image`` objects with headers copied from the acquisitions.
   bytes and acquisitions as stored, to stream them;
 * :func:`assemble_series` — acquisitions received one by one (Gadgetron, MRD server) into a :class:`RawSeries`;
 * :class:`Binning` — real-time streams (no phase index) binned into frames at reconstruction time;
-* :func:`to_images`, :func:`write_images`, :func:`read_images` — output images.
+* :func:`to_images`, :func:`write_images`, :func:`read_images` — output images, numbered by
+  :func:`image_index_start`.
 
 Input checks follow ``shared/design/INPUT_POLICY.md``; every refusal is a one-line :class:`dainr.errors.InputError`.
 """
 
 from dainr.mrd.acquisitions import AcquisitionTable
 from dainr.mrd.header import EncodingInfo, build_header, encoding_info, header_to_xml, parse_header
-from dainr.mrd.images import read_images, to_images, write_images
+from dainr.mrd.images import image_index_start, read_images, to_images, write_images
 from dainr.mrd.raw_reader import read_acquisitions, read_raw
 from dainr.mrd.raw_writer import write_raw
 from dainr.mrd.series import Binning, RawSeries, TrajectoryOverride, assemble_series
@@ -30,6 +31,7 @@ __all__ = [
     "build_header",
     "encoding_info",
     "header_to_xml",
+    "image_index_start",
     "parse_header",
     "read_acquisitions",
     "read_images",

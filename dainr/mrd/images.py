@@ -8,9 +8,11 @@ Image series numbering
 * ``slice`` = the acquisitions' ``idx.slice``; ``phase`` = the frame number, 0-based: ``idx.phase − first phase``
   for a cine, the bin number for a real-time stream binned at reconstruction time.
 * ``image_index``: 1-based, running over slices × frames, slice-major (all frames of the first slice, then the next):
-  ``image_index = image_index_start + frame``. The default ``image_index_start = 1 + slice_index · n_frames`` numbers
-  S slices of F frames 1..S·F; ``dainr recon`` passes ``1 + (frames of the slices written before)``, which is the same
-  for equal frame counts and stays contiguous when slices differ in frames or only some are reconstructed.
+  ``image_index = 1 + (slice − first slice) · frames + frame``, where the first slice is the minimum of the header's
+  slice limits (0 without them). This is :func:`image_index_start`, the only place the rule is written; every front
+  end numbers through it, so a slice gets the same numbers whether it is reconstructed alone or with the others, from
+  a file or from a stream. (Slices binned into different frame counts can share numbers; ``slice`` and ``phase``
+  still tell their images apart.)
 
 Geometry and time: each image carries ``field_of_view`` (the header's reconSpace FOV, mm) and the ``position``,
 ``read_dir``, ``phase_dir``, ``slice_dir``, ``patient_table_position``, time stamps (``acquisition_time_stamp``,
@@ -55,8 +57,23 @@ def _frame_geometry(reference: ismrmrd.Acquisition, geo) -> dict[str, tuple[floa
     return {name: tuple(float(v) for v in getattr(geo, name)) for name in _GEOMETRY}
 
 
-def to_images(cine: CineData, images: np.ndarray, series_index: int = 1, complex_output: bool = False,
-              image_index_start: int | None = None) -> list[ismrmrd.Image]:
+def image_index_start(slice_index: int, n_frames: int, first_slice: int = 0) -> int:
+    """``image_index`` of frame 0 of a slice: ``1 + (slice_index − first_slice) · n_frames`` (module docstring).
+
+    Parameters
+    ----------
+    slice_index:
+        The slice's ``idx.slice``.
+    n_frames:
+        Frames of the slice.
+    first_slice:
+        Minimum of the header's slice limits (:attr:`dainr.mrd.RawSeries.first_slice`).
+    """
+    return 1 + (int(slice_index) - int(first_slice)) * int(n_frames)
+
+
+def to_images(cine: CineData, images: np.ndarray, series_index: int = 1, complex_output: bool = False, *,
+              image_index_start: int) -> list[ismrmrd.Image]:
     """One ``ismrmrd.Image`` per frame of a reconstructed slice.
 
     Parameters
@@ -71,7 +88,7 @@ def to_images(cine: CineData, images: np.ndarray, series_index: int = 1, complex
     complex_output:
         complex64 images (``IMTYPE_COMPLEX``) instead of float32 magnitude (``IMTYPE_MAGNITUDE``).
     image_index_start:
-        ``image_index`` of frame 0; default ``1 + slice_index · frames`` (see the module docstring).
+        ``image_index`` of frame 0, from :func:`image_index_start` (the numbering of the module docstring).
 
     Returns
     -------
@@ -81,7 +98,7 @@ def to_images(cine: CineData, images: np.ndarray, series_index: int = 1, complex
     if images.ndim != 3:
         raise ValueError(f"images must be (frames, H, W), not {images.shape}")
     n_frames = images.shape[0]
-    start = 1 + cine.slice_index * n_frames if image_index_start is None else int(image_index_start)
+    start = int(image_index_start)
     if start < 0 or start + n_frames - 1 > 65535:
         raise ValueError(f"image_index {start}..{start + n_frames - 1} does not fit the uint16 header field")
     refs = cine.frame_refs or []

@@ -21,7 +21,7 @@ import numpy as np
 from dainr.errors import InputError
 from dainr.mrd.acquisitions import AcquisitionTable
 from dainr.mrd.header import EncodingInfo, encoding_info, parse_header
-from dainr.mrd.series import Binning, RawSeries, TrajectoryOverride, assemble_table
+from dainr.mrd.series import Binning, RawSeries, TrajectoryOverride, assemble_table, first_slice
 from dainr.mrd.validation import one_line
 
 log = logging.getLogger(__name__)
@@ -137,7 +137,7 @@ def read_raw(path: str | os.PathLike, group: str = "dataset", *,
     slices, noise = assemble_table(info, table, trajectory_override, binning)
     log.info("read %s: %d slice(s), %d frame(s), %d coil(s)", path, len(slices), slices[0].n_frames,
              slices[0].n_coils)
-    return RawSeries(header=header, header_xml=header_xml, slices=slices, noise=noise)
+    return RawSeries(header=header, header_xml=header_xml, slices=slices, noise=noise, first_slice=first_slice(info))
 
 
 def read_acquisitions(path: str | os.PathLike, group: str = "dataset") -> tuple[bytes, list[ismrmrd.Acquisition]]:

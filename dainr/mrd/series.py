@@ -127,12 +127,21 @@ class RawSeries:
         One :class:`CineData` per slice, sorted by ``idx.slice``.
     noise:
         ``(coils, n)`` complex64 samples of the noise scans, or None; also set on every slice's ``noise``.
+    first_slice:
+        Minimum of the header's slice limits (0 without them), the origin of the image numbering
+        (:func:`dainr.mrd.images.image_index_start`).
     """
 
     header: xsd.ismrmrdHeader
     header_xml: bytes
     slices: list[CineData]
     noise: np.ndarray | None = None
+    first_slice: int = 0
+
+
+def first_slice(info: EncodingInfo) -> int:
+    """Minimum of the header's slice limits, 0 without them."""
+    return info.limits.get("slice", (0, 0))[0]
 
 
 def trajectory_kind(info: EncodingInfo, override: TrajectoryOverride | None = None) -> str:
@@ -410,4 +419,5 @@ def assemble_series(header: xsd.ismrmrdHeader | bytes | str, acquisitions: Itera
     table = acquisitions if isinstance(acquisitions, AcquisitionTable) else \
         AcquisitionTable.from_acquisitions(acquisitions)
     slices, noise = assemble_table(info, table, trajectory_override, binning)
-    return RawSeries(header=header, header_xml=bytes(header_xml), slices=slices, noise=noise)
+    return RawSeries(header=header, header_xml=bytes(header_xml), slices=slices, noise=noise,
+                     first_slice=first_slice(info))

@@ -1,7 +1,7 @@
 """The server's reconstruction queue: one worker per device, one optimisation per device at a time.
 
 Slices from every connection wait in one FIFO queue. Each device has one worker that takes the next slice, runs
-:func:`dainr.stream.reconstruct_job` on its device (holding the cross-process GPU lock of
+:func:`dainr.stream.reconstruct_slice` on its device (which holds the cross-process GPU lock of
 :mod:`dainr.stream.device_lock`) and resolves the slice's future. With one device the worker is a thread of the
 server; with several (or ``isolate=True``) each worker is a child process, because :func:`dainr.recon.reconstruct`
 seeds PyTorch's process-global random generators and two optimisations in one process would disturb each other's
@@ -22,7 +22,7 @@ from typing import Any
 
 from dainr.errors import DainrError
 from dainr.stream.collector import SliceJob
-from dainr.stream.pipeline import SliceOutput, reconstruct_job
+from dainr.stream.pipeline import SliceOutput, reconstruct_slice
 from dainr.stream.settings import ReconSettings
 
 log = logging.getLogger(__name__)
@@ -68,13 +68,10 @@ def _check(cancel: Any):
     return progress
 
 
-def _run(item: QueuedSlice, device: str, cancel: Any) -> SliceOutput:
-    from dainr.stream.device_lock import gpu_lock
-
-    with gpu_lock(device):
-        if cancel.is_set():
-            raise JobCancelled("cancelled")
-        return reconstruct_job(item.job, item.settings, progress=_check(cancel), device=device)
+def _run(job: SliceJob, settings: ReconSettings, device: str, cancel: Any) -> SliceOutput:
+    if cancel.is_set():
+        raise JobCancelled("cancelled")
+    return reconstruct_slice(job, settings, progress=_check(cancel), device=device)
 
 
 def _free_cache(device: str) -> None:
@@ -92,10 +89,7 @@ def _process_main(conn: Any, device: str, cancel: Any) -> None:
             return
         job, settings = msg
         try:
-            item = QueuedSlice(job=job, settings=settings, label="", cancel=threading.Event())
-            out = _run(item, device, cancel)
-            # Only the result travels back; the parent builds the images (ismrmrd.Image objects do not pickle).
-            conn.send(("ok", out.result))
+            conn.send(("ok", _run(job, settings, device, cancel)))
         except JobCancelled:
             conn.send(("cancelled", ""))
         except DainrError as exc:
@@ -171,13 +165,11 @@ class _Worker:
 
     def _run_here(self, item: QueuedSlice) -> SliceOutput:
         try:
-            return _run(item, self.device, item.cancel)
+            return _run(item.job, item.settings, self.device, item.cancel)
         finally:
             _free_cache(self.device)
 
     def _run_isolated(self, item: QueuedSlice) -> SliceOutput:
-        from dainr.mrd import to_images
-
         self.cancel.clear()
         if self.process is None or not self.process.is_alive():
             self._spawn()
@@ -204,10 +196,7 @@ class _Worker:
             raise value
         if status == "error":
             raise WorkerError(value)
-        images = to_images(item.job.cine, value.images, series_index=item.settings.series_index,
-                           complex_output=item.settings.complex_output,
-                           image_index_start=item.job.image_index_start)
-        return SliceOutput(job=item.job, images=images, result=value)
+        return value
 
 
 class WorkerPool:

@@ -18,7 +18,8 @@ import ismrmrd
 
 from dainr.data import CineData
 from dainr.errors import InputError
-from dainr.mrd import Binning, TrajectoryOverride, assemble_series, encoding_info, parse_header
+from dainr.mrd import (Binning, RawSeries, TrajectoryOverride, assemble_series, encoding_info, image_index_start,
+                       parse_header)
 from dainr.mrd.acquisitions import AcquisitionLike
 
 log = logging.getLogger(__name__)
@@ -36,8 +37,7 @@ class SliceJob:
     cine:
         The assembled slice.
     image_index_start:
-        ``image_index`` of its first frame: ``1 + (slice − first slice of the header) · frames``, the numbering
-        of ``dainr recon`` when all slices are present.
+        ``image_index`` of its first frame (:func:`dainr.mrd.image_index_start`).
     number:
         0-based count of slices completed so far in this stream (for logs and ordering).
     """
@@ -45,6 +45,21 @@ class SliceJob:
     cine: CineData
     image_index_start: int
     number: int = 0
+
+
+def slice_jobs(series: RawSeries, first_number: int = 0) -> list[SliceJob]:
+    """The slices of an assembled series as jobs, numbered for the output (every front end numbers here).
+
+    Parameters
+    ----------
+    series:
+        A whole file (``dainr recon``) or one group of a stream (:class:`SliceCollector`).
+    first_number:
+        :attr:`SliceJob.number` of the first slice.
+    """
+    return [SliceJob(cine=cine, number=first_number + i,
+                     image_index_start=image_index_start(cine.slice_index, cine.n_frames, series.first_slice))
+            for i, cine in enumerate(series.slices)]
 
 
 class _DropMissingSliceWarning(logging.Filter):
@@ -87,8 +102,7 @@ class SliceCollector:
     def __post_init__(self) -> None:
         self.header_xml = bytes(self.header_xml).rstrip(b"\0")
         self.header = parse_header(self.header_xml)
-        info = encoding_info(self.header)
-        self._slice_min = info.limits.get("slice", (0, 0))[0]
+        encoding_info(self.header)  # refuses a non-radial header before any data arrive
         self._noise: list[AcquisitionLike] = []
         self._open: dict[int, list[AcquisitionLike]] = {}
         self._done: set[int] = set()
@@ -151,9 +165,6 @@ class SliceCollector:
                     log.warning("ignoring a group of %d acquisitions without imaging spokes", len(acqs))
                     return []
                 raise
-        jobs = []
-        for cine in series.slices:
-            start = 1 + (cine.slice_index - self._slice_min) * cine.n_frames
-            jobs.append(SliceJob(cine=cine, image_index_start=start, number=self._count))
-            self._count += 1
+        jobs = slice_jobs(series, first_number=self._count)
+        self._count += len(jobs)
         return jobs

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from dainr.errors import InputError
-from dainr.mrd import read_raw
-from dainr.stream import SliceCollector
+from dainr.mrd import assemble_series, read_raw
+from dainr.stream import SliceCollector, slice_jobs
 from tests.conftest import simulate_file
 from tests.gadget.harness import read_acquisitions
 
@@ -50,6 +50,22 @@ def test_slices_complete_at_last_in_slice_and_match_the_file_reader(multi):
     for job, ref in zip(jobs, reference):
         _same_cine(job.cine, ref)
     assert [j.image_index_start for j in jobs] == [1, 4, 7]
+
+
+def test_numbering_starts_at_the_headers_first_slice_for_a_stream_and_a_file(multi):
+    """Slices 4..6 of a header whose slice limits are 4..6: images 1..9, the same from a stream and a whole series."""
+    header, acqs = read_acquisitions(multi)
+    header = header.replace(b"<slice><minimum>0</minimum><maximum>2</maximum>",
+                            b"<slice><minimum>4</minimum><maximum>6</maximum>")
+    for a in acqs:
+        h = a.getHead()
+        h.idx.slice += 4
+        a.setHead(h)
+    col = SliceCollector(header)
+    streamed = [j for a in acqs for j in col.add(a)]
+    whole = slice_jobs(assemble_series(header, acqs))
+    for jobs in (streamed, whole):
+        assert [(j.cine.slice_index, j.image_index_start, j.number) for j in jobs] == [(4, 1, 0), (5, 4, 1), (6, 7, 2)]
 
 
 def test_end_of_stream_completes_open_slices(multi):
