@@ -35,7 +35,7 @@ from typing import Sequence
 
 from gadgetron.external import constants
 
-from dainr.errors import DainrError, InputError
+from dainr.errors import DainrError, InputError, error_line
 from dainr.stream import ReconSettings, SliceJob, new_collector, properties_from_element, reconstruct_slice
 from gadget.channel import GadgetChannel, PeerGone, SafeSocket, open_connection, send_error
 from gadget.recon_data import recon_data_to_acquisitions
@@ -101,19 +101,11 @@ def serve_channel(channel: GadgetChannel) -> bool:
         log.error("DA-INR gadget: %s; stopping", exc)
         return False
     except Exception as exc:  # noqa: BLE001 - every failure must reach Gadgetron as an ERROR message
-        text = ERROR_PREFIX + error_text(exc)
+        text = ERROR_PREFIX + error_line(exc)
         log.error("%s", text)
         log.debug("traceback", exc_info=True)
         channel.send_error(text)
         return False
-
-
-def error_text(exc: BaseException) -> str:
-    """One line naming the cause: a user error's message, or the exception type and its first line."""
-    if isinstance(exc, DainrError):
-        return " ".join(str(exc).split())
-    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"internal error: {type(exc).__name__}: {first}".rstrip(": ")
 
 
 def recon(connection) -> None:
@@ -137,7 +129,7 @@ def handle_socket(sock: socket.socket) -> bool:
         except (PeerGone, DainrError) as exc:
             log.error("DA-INR gadget: %s", exc)
             if isinstance(exc, DainrError):
-                send_error(safe, ERROR_PREFIX + error_text(exc))
+                send_error(safe, ERROR_PREFIX + error_line(exc))
             return False
         return serve_channel(GadgetChannel(connection))
     finally:

@@ -49,15 +49,24 @@ def run(args: argparse.Namespace) -> int:
         except OSError as exc:
             raise ConfigError(f"cannot read --config-local {args.config_local}: {exc.strerror}") from None
     group = args.group or default_group()
-    with tqdm(total=1, desc="sent", unit="acq", disable=args.quiet, file=sys.stderr, dynamic_ncols=True) as bar:
-        def progress(sent: int, total: int, images: int) -> None:
-            bar.total = total
-            bar.n = sent
-            bar.set_postfix_str(f"{images} images back", refresh=False)
-            bar.refresh()
+    bars: list[tqdm] = []  # drawn from the first report on, so that a refusal before it stays one line
 
+    def progress(sent: int, total: int, images: int) -> None:
+        if not bars:
+            bars.append(tqdm(total=total, desc="sent", unit="acq", disable=args.quiet, file=sys.stderr,
+                             dynamic_ncols=True))
+        bar = bars[0]
+        bar.total = total
+        bar.n = sent
+        bar.set_postfix_str(f"{images} images back", refresh=False)
+        bar.refresh()
+
+    try:
         result = replay(args.input, args.host, args.port, config=args.config, config_text=text,
                         group=args.input_group, timeout=args.timeout, progress=progress)
+    finally:
+        for bar in bars:
+            bar.close()
     for t in result.texts:
         print(f"server: {t}", file=sys.stderr)
     if not result.images:

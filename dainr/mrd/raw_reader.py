@@ -18,11 +18,10 @@ import ismrmrd
 import ismrmrd.xsd as xsd
 import numpy as np
 
-from dainr.errors import InputError
+from dainr.errors import InputError, one_line
 from dainr.mrd.acquisitions import AcquisitionTable
 from dainr.mrd.header import EncodingInfo, encoding_info, parse_header
 from dainr.mrd.series import Binning, RawSeries, TrajectoryOverride, assemble_table, first_slice
-from dainr.mrd.validation import one_line
 
 log = logging.getLogger(__name__)
 

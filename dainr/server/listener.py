@@ -23,12 +23,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-from dainr.errors import ConfigError, DainrError
-from dainr.stream import protocol
+from dainr.errors import ConfigError, DainrError, error_line
 from dainr.server.config_names import settings_for_name, settings_for_text
+from dainr.server.workers import QueuedSlice, WorkerPool
+from dainr.stream import protocol
 from dainr.stream.pipeline import new_collector
 from dainr.stream.settings import DEFAULT_PRESET, ReconSettings
-from dainr.server.workers import JobCancelled, QueuedSlice, WorkerPool
 
 log = logging.getLogger("dainr.serve")
 
@@ -202,15 +202,8 @@ class _Session:
             else:
                 log.warning("%s: %s; cancelled its %d queued slice(s)", self.name, exc, self.queued)
             return
-        if isinstance(exc, DainrError):
-            text = str(exc)
-        elif isinstance(exc, protocol.PeerClosed):
-            text = str(exc)
-        elif isinstance(exc, JobCancelled):
-            text = "the reconstruction was cancelled"
-        else:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            text = f"internal error: {type(exc).__name__}: {first}".rstrip(": ")
+        text = error_line(exc)
+        if not isinstance(exc, DainrError):
             log.debug("%s: traceback", self.name, exc_info=exc)
         log.warning("%s: error: %s", self.name, text)
         with contextlib.suppress(OSError):

@@ -26,7 +26,7 @@ from typing import Callable
 
 import ismrmrd
 
-from dainr.errors import DainrError
+from dainr.errors import DainrError, one_line
 from dainr.mrd import read_acquisitions
 from dainr.stream import protocol
 
@@ -166,7 +166,7 @@ def replay(path: str | os.PathLike, host: str, port: int, config: str | None = "
                 if result.first_image_s is None:
                     result.first_image_s = time.perf_counter() - t0
             elif msg.id == protocol.ERROR or (msg.id == protocol.TEXT and "ERROR" in msg.value.upper()):
-                errors.append(" ".join(msg.value.split()))
+                errors.append(one_line(msg.value))
             elif msg.id == protocol.TEXT:
                 result.texts.append(msg.value)
             now = time.perf_counter()

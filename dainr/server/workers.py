@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from dainr.errors import DainrError
+from dainr.errors import DainrError, error_line
 from dainr.stream.collector import SliceJob
 from dainr.stream.pipeline import SliceOutput, reconstruct_slice
 from dainr.stream.settings import ReconSettings
@@ -28,12 +28,16 @@ from dainr.stream.settings import ReconSettings
 log = logging.getLogger(__name__)
 
 
-class JobCancelled(Exception):
+class JobCancelled(DainrError):
     """The slice's connection went away (or the server is shutting down) before it finished."""
 
+    def __init__(self, message: str = "the reconstruction was cancelled") -> None:
+        super().__init__(message)
 
-class WorkerError(RuntimeError):
-    """A reconstruction failed in a worker process with an unexpected error (its type and first line)."""
+
+class WorkerError(DainrError):
+    """A worker process died, or its reconstruction failed unexpectedly (the message is that failure's
+    :func:`~dainr.errors.error_line`)."""
 
 
 @dataclass
@@ -63,14 +67,14 @@ class QueuedSlice:
 def _check(cancel: Any):
     def progress(step: int, total: int, message: str) -> None:
         if cancel.is_set():
-            raise JobCancelled("cancelled")
+            raise JobCancelled()
 
     return progress
 
 
 def _run(job: SliceJob, settings: ReconSettings, device: str, cancel: Any) -> SliceOutput:
     if cancel.is_set():
-        raise JobCancelled("cancelled")
+        raise JobCancelled()
     return reconstruct_slice(job, settings, progress=_check(cancel), device=device)
 
 
@@ -95,8 +99,7 @@ def _process_main(conn: Any, device: str, cancel: Any) -> None:
         except DainrError as exc:
             conn.send(("dainr", exc))
         except Exception as exc:  # noqa: BLE001 - reported to the parent as one line
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            conn.send(("error", f"{type(exc).__name__}: {first}"))
+            conn.send(("error", error_line(exc)))
         finally:
             _free_cache(device)
 
@@ -135,7 +138,7 @@ class _Worker:
                 break
             if item.cancel.is_set() or not item.future.set_running_or_notify_cancel():
                 if not item.future.done():
-                    item.future.set_exception(JobCancelled("cancelled"))
+                    item.future.set_exception(JobCancelled())
                 continue
             self.current = item
             waited = time.perf_counter() - item.submitted
@@ -191,7 +194,7 @@ class _Worker:
             raise WorkerError(f"the worker process for {self.device} died (exit code {code}); it was restarted") \
                 from None
         if status == "cancelled":
-            raise JobCancelled("cancelled")
+            raise JobCancelled()
         if status == "dainr":
             raise value
         if status == "error":

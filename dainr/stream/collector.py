@@ -9,18 +9,18 @@ slice is assembled by :func:`dainr.mrd.assemble_series`, the same code that read
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from dataclasses import dataclass, field
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import ismrmrd
 
 from dainr.data import CineData
-from dainr.errors import InputError
+from dainr.errors import NoImagingData
 from dainr.mrd import (Binning, RawSeries, TrajectoryOverride, assemble_series, encoding_info, image_index_start,
                        parse_header)
 from dainr.mrd.acquisitions import AcquisitionLike
+from dainr.mrd.validation import warn_missing_slices
 
 log = logging.getLogger(__name__)
 
@@ -62,24 +62,6 @@ def slice_jobs(series: RawSeries, first_number: int = 0) -> list[SliceJob]:
             for i, cine in enumerate(series.slices)]
 
 
-class _DropMissingSliceWarning(logging.Filter):
-    """Assembling one slice of a multi-slice header is not 'missing slices': drop that warning only."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith("the header declares slices")
-
-
-@contextlib.contextmanager
-def _one_slice_assembly() -> Iterator[None]:
-    target = logging.getLogger("dainr.mrd.validation")
-    flt = _DropMissingSliceWarning()
-    target.addFilter(flt)
-    try:
-        yield
-    finally:
-        target.removeFilter(flt)
-
-
 @dataclass
 class SliceCollector:
     """Buffers acquisitions of one stream and hands out complete slices.
@@ -102,10 +84,11 @@ class SliceCollector:
     def __post_init__(self) -> None:
         self.header_xml = bytes(self.header_xml).rstrip(b"\0")
         self.header = parse_header(self.header_xml)
-        encoding_info(self.header)  # refuses a non-radial header before any data arrive
+        self._info = encoding_info(self.header)  # refuses a non-radial header before any data arrive
         self._noise: list[AcquisitionLike] = []
         self._open: dict[int, list[AcquisitionLike]] = {}
         self._done: set[int] = set()
+        self._slices: set[int] = set()
         self._count = 0
         self.acquisitions = 0
 
@@ -134,7 +117,8 @@ class SliceCollector:
         return self._jobs(list(acquisitions))
 
     def finish(self) -> list[SliceJob]:
-        """End of stream: the slices still open, in ``idx.slice`` order.
+        """End of stream: the slices still open, in ``idx.slice`` order; a warning names the header's slices that
+        never came (as ``dainr recon`` warns).
 
         Raises
         ------
@@ -148,6 +132,7 @@ class SliceCollector:
             # Nothing was ever reconstructed: let the assembler refuse with the CLI's message.
             assemble_series(self.header, list(self._noise), header_xml=self.header_xml,
                             trajectory_override=self.trajectory_override, binning=self.binning)
+        warn_missing_slices(self._info, self._slices)
         return jobs
 
     def _complete(self, s: int) -> list[SliceJob]:
@@ -156,15 +141,16 @@ class SliceCollector:
         return self._jobs(acqs)
 
     def _jobs(self, acqs: list[AcquisitionLike]) -> list[SliceJob]:
-        with _one_slice_assembly():
-            try:
-                series = assemble_series(self.header, self._noise + acqs, header_xml=self.header_xml,
-                                         trajectory_override=self.trajectory_override, binning=self.binning)
-            except InputError as exc:
-                if "no imaging acquisitions" in str(exc) and self._count > 0:
-                    log.warning("ignoring a group of %d acquisitions without imaging spokes", len(acqs))
-                    return []
+        try:
+            series = assemble_series(self.header, self._noise + acqs, header_xml=self.header_xml,
+                                     trajectory_override=self.trajectory_override, binning=self.binning,
+                                     whole_series=False)
+        except NoImagingData:
+            if self._count == 0:
                 raise
+            log.warning("ignoring a group of %d acquisitions without imaging spokes", len(acqs))
+            return []
         jobs = slice_jobs(series, first_number=self._count)
         self._count += len(jobs)
+        self._slices.update(j.cine.slice_index for j in jobs)
         return jobs
