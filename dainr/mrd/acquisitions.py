@@ -36,6 +36,11 @@ def flag_bit(flag: int) -> np.uint64:
     return np.uint64(1) << np.uint64(flag - 1)
 
 
+#: ``head.flags`` masks of the flags the stream collector reads (plain ints, like ``AcquisitionHeader.flags``).
+NOISE_MEASUREMENT = 1 << (ismrmrd.ACQ_IS_NOISE_MEASUREMENT - 1)
+LAST_IN_SLICE = 1 << (ismrmrd.ACQ_LAST_IN_SLICE - 1)
+
+
 class AcquisitionLike(Protocol):
     """What the assembler needs of an acquisition: ``ismrmrd.Acquisition`` satisfies it."""
 

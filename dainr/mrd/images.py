@@ -22,6 +22,7 @@ of the frame, in arrival order); without references the slice geometry is used.
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 from typing import Sequence
@@ -172,6 +173,18 @@ def _append(path: Path, image_list: Sequence[ismrmrd.Image], group: str, header_
             dset.append_image(f"image_{int(img.image_series_index)}", img)
     finally:
         dset.close()
+
+
+def image_to_bytes(image: ismrmrd.Image) -> bytes:
+    """An image in its MRD wire form (header, attributes, pixels): lossless, and picklable where the image is not."""
+    out = io.BytesIO()
+    image.serialize_into(out.write)
+    return out.getvalue()
+
+
+def image_from_bytes(data: bytes) -> ismrmrd.Image:
+    """The image :func:`image_to_bytes` wrote."""
+    return ismrmrd.Image.deserialize_from(io.BytesIO(data).read)
 
 
 def _pixels(raw: np.ndarray) -> np.ndarray:

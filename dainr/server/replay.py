@@ -22,13 +22,14 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable
-
-import ismrmrd
+from typing import TYPE_CHECKING, Callable
 
 from dainr.errors import DainrError, one_line
 from dainr.mrd import read_acquisitions
 from dainr.stream import protocol
+
+if TYPE_CHECKING:
+    import ismrmrd
 
 try:  # ismrmrd >= 1.14.2
     from ismrmrd.serialization import ConfigFile, ConfigText, ProtocolSerializer

@@ -13,19 +13,14 @@ import logging
 from dataclasses import dataclass, field
 from typing import Sequence
 
-import ismrmrd
-
 from dainr.data import CineData
 from dainr.errors import NoImagingData
 from dainr.mrd import (Binning, RawSeries, TrajectoryOverride, assemble_series, encoding_info, image_index_start,
                        parse_header)
-from dainr.mrd.acquisitions import AcquisitionLike
+from dainr.mrd.acquisitions import LAST_IN_SLICE, NOISE_MEASUREMENT, AcquisitionLike
 from dainr.mrd.validation import warn_missing_slices
 
 log = logging.getLogger(__name__)
-
-_NOISE = 1 << (ismrmrd.ACQ_IS_NOISE_MEASUREMENT - 1)
-_LAST_IN_SLICE = 1 << (ismrmrd.ACQ_LAST_IN_SLICE - 1)
 
 
 @dataclass
@@ -101,14 +96,14 @@ class SliceCollector:
         """Take one acquisition; return the slice it completes (or nothing)."""
         head = acq.getHead()
         self.acquisitions += 1
-        if head.flags & _NOISE:
+        if head.flags & NOISE_MEASUREMENT:
             self._noise.append(acq)
             return []
         s = int(head.idx.slice)
         if s in self._done and s not in self._open:
             log.warning("acquisitions for slice %d arrive after its ACQ_LAST_IN_SLICE; they form a new group", s)
         self._open.setdefault(s, []).append(acq)
-        if head.flags & _LAST_IN_SLICE:
+        if head.flags & LAST_IN_SLICE:
             return self._complete(s)
         return []
 

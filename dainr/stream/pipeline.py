@@ -8,19 +8,20 @@
 from __future__ import annotations
 
 import dataclasses
-import io
 import logging
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator
-
-import ismrmrd
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 
 from dainr.data import ReconResult
 from dainr.mrd import Binning, TrajectoryOverride, to_images
+from dainr.mrd.images import image_from_bytes, image_to_bytes
 from dainr.mrd.acquisitions import AcquisitionLike
 from dainr.stream.collector import SliceCollector, SliceJob
 from dainr.stream.device_lock import gpu_lock
 from dainr.stream.settings import ReconSettings
+
+if TYPE_CHECKING:
+    import ismrmrd
 
 log = logging.getLogger(__name__)
 
@@ -49,18 +50,11 @@ class SliceOutput:
     def __reduce__(self):
         # Server workers in child processes send their output back pickled; ismrmrd.Image does not pickle on every
         # ismrmrd-python release, so the images travel in their wire form (header, attributes, pixels: lossless).
-        return _output_from_wire, (self.job, [_wire(im) for im in self.images], self.result)
-
-
-def _wire(image: ismrmrd.Image) -> bytes:
-    out = io.BytesIO()
-    image.serialize_into(out.write)
-    return out.getvalue()
+        return _output_from_wire, (self.job, [image_to_bytes(im) for im in self.images], self.result)
 
 
 def _output_from_wire(job: SliceJob, images: list[bytes], result: ReconResult) -> SliceOutput:
-    return SliceOutput(job=job, images=[ismrmrd.Image.deserialize_from(io.BytesIO(b).read) for b in images],
-                       result=result)
+    return SliceOutput(job=job, images=[image_from_bytes(b) for b in images], result=result)
 
 
 def new_collector(header_xml: bytes, settings: ReconSettings) -> SliceCollector:
