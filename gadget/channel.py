@@ -28,7 +28,7 @@ from gadgetron.external import constants
 from gadgetron.external.connection import Connection
 from gadgetron.external.readers import read_byte_string
 
-from dainr.errors import ConfigError, InputError
+from dainr.errors import ConfigError, InputError, one_line
 
 log = logging.getLogger(__name__)
 
@@ -189,7 +189,7 @@ class GadgetChannel:
 
 def send_error(sock: SafeSocket, text: str) -> bool:
     """Write an ERROR message (id 8, uint64 length, one line of utf-8); False when the peer is already gone."""
-    body = " ".join(str(text).split()).encode("utf-8")
+    body = one_line(text).encode("utf-8")
     try:
         sock.write(_ID.pack(ERROR) + _U64.pack(len(body)) + body)
         return True
@@ -224,7 +224,7 @@ class _PassiveConnection(Connection):
         try:
             self.header = ismrmrd.xsd.CreateFromDocument(self.raw_bytes.header)
         except Exception as exc:  # noqa: BLE001 - any parser failure is the same refusal
-            self.header_error = " ".join(str(exc).split())[:200] or type(exc).__name__
+            self.header_error = one_line(exc)[:200] or type(exc).__name__
 
 
 def open_connection(sock: SafeSocket) -> Connection:

@@ -37,12 +37,11 @@ from typing import Sequence
 
 from gadgetron.external import constants
 
-from dainr.errors import DainrError, InputError
-from dainr.stream import (ReconSettings, SliceJob, new_collector, properties_from_element, reconstruct_job,
-                          recon_data_to_acquisitions)
-from dainr.stream.device_lock import gpu_lock
+from dainr.errors import DainrError, InputError, error_line
+from dainr.stream import ReconSettings, SliceJob, new_collector, properties_from_element, reconstruct_slice
 from gadget.channel import GadgetChannel, PeerGone, SafeSocket, open_connection, send_error
 from gadget.startup_guard import SETUP_TIMEOUT_S
+from gadget.recon_data import recon_data_to_acquisitions
 
 log = logging.getLogger("dainr.gadget")
 
@@ -63,10 +62,7 @@ def _progress_logger(job: SliceJob):
 
 
 def _run_job(channel: GadgetChannel, job: SliceJob, settings: ReconSettings) -> int:
-    with gpu_lock(settings.config.device) as waited:
-        if waited > 1.0:
-            log.info("waited %.1f s for the GPU", waited)
-        out = reconstruct_job(job, settings, _progress_logger(job))
+    out = reconstruct_slice(job, settings, _progress_logger(job))
     for image in out.images:
         channel.send_image(image)
     log.info("slice %d: sent %d images (%s, %.2f s)", job.cine.slice_index, len(out.images), out.result.method,
@@ -108,19 +104,11 @@ def serve_channel(channel: GadgetChannel) -> bool:
         log.error("DA-INR gadget: %s; stopping", exc)
         return False
     except Exception as exc:  # noqa: BLE001 - every failure must reach Gadgetron as an ERROR message
-        text = ERROR_PREFIX + error_text(exc)
+        text = ERROR_PREFIX + error_line(exc)
         log.error("%s", text)
         log.debug("traceback", exc_info=True)
         channel.send_error(text)
         return False
-
-
-def error_text(exc: BaseException) -> str:
-    """One line naming the cause: a user error's message, or the exception type and its first line."""
-    if isinstance(exc, DainrError):
-        return " ".join(str(exc).split())
-    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"internal error: {type(exc).__name__}: {first}".rstrip(": ")
 
 
 def recon(connection) -> None:
@@ -144,7 +132,7 @@ def handle_socket(sock: socket.socket) -> bool:
         except (PeerGone, DainrError) as exc:
             log.error("DA-INR gadget: %s", exc)
             if isinstance(exc, DainrError):
-                send_error(safe, ERROR_PREFIX + error_text(exc))
+                send_error(safe, ERROR_PREFIX + error_line(exc))
             return False
         safe.end_setup()
         return serve_channel(GadgetChannel(connection))

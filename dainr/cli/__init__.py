@@ -9,7 +9,7 @@ import traceback
 from typing import Sequence
 
 from dainr import __version__
-from dainr.errors import DainrError
+from dainr.errors import DainrError, error_line
 
 _COMMANDS = ("simulate", "recon", "serve", "replay", "config")
 
@@ -41,20 +41,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     try:
         return int(args.func(args) or 0)
-    except DainrError as e:
-        if args.debug:
-            traceback.print_exc()
-        print(f"dainr {args.command}: error: {e}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print(f"dainr {args.command}: interrupted", file=sys.stderr)
         return 130
-    except Exception as e:  # an unexpected failure still gets one line; the traceback with --debug
+    except Exception as e:  # one line in every case; the traceback with --debug
         if args.debug:
             traceback.print_exc()
-        msg = str(e).splitlines()[0] if str(e) else ""
-        print(f"dainr {args.command}: internal error: {type(e).__name__}: {msg} (rerun with --debug for the "
-              "traceback)", file=sys.stderr)
+        if isinstance(e, DainrError):
+            print(f"dainr {args.command}: error: {error_line(e)}", file=sys.stderr)
+            return 2
+        print(f"dainr {args.command}: {error_line(e)} (rerun with --debug for the traceback)", file=sys.stderr)
         return 3
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
@@ -76,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     from dainr import mrd
     from dainr.metrics import quality
     from dainr.preview import write_preview
-    from dainr.recon import reconstruct
+    from dainr.stream import ReconSettings, reconstruct_slice, slice_jobs
 
     overrides = list(args.overrides)
     if args.method:
@@ -88,36 +89,37 @@ def run(args: argparse.Namespace) -> int:
     if args.frame_stride is not None:
         overrides.append(f"binning.stride={args.frame_stride}")
     cfg = load_config(args.preset, args.config, overrides)
+    settings = ReconSettings(config=cfg, series_index=args.series, complex_output=args.complex)
     if args.output.resolve() == args.input.resolve():
         raise ConfigError("the output file must differ from the input raw file")
     series = mrd.read_raw(args.input, group=args.input_group,
                           trajectory_override=mrd.TrajectoryOverride.from_config(cfg.trajectory),
                           binning=mrd.Binning.from_config(cfg.binning))
-    slices = series.slices
+    # Numbered from the whole series, so a slice's image_index does not depend on which slices are reconstructed.
+    jobs = slice_jobs(series)
     if args.slices:
         wanted = set(args.slices)
-        missing = wanted - {c.slice_index for c in slices}
+        missing = wanted - {j.cine.slice_index for j in jobs}
         if missing:
             raise InputError(f"--slice {sorted(missing)} not in the data (slices: "
-                             f"{[c.slice_index for c in slices]})")
-        slices = [c for c in slices if c.slice_index in wanted]
+                             f"{[j.cine.slice_index for j in jobs]})")
+        jobs = [j for j in jobs if j.cine.slice_index in wanted]
     truths = None
     if args.truth:
-        positions = [[c.slice_index for c in series.slices].index(c.slice_index) for c in slices]
+        positions = [[c.slice_index for c in series.slices].index(j.cine.slice_index) for j in jobs]
         truths = _load_truth(args.truth, len(series.slices), positions)
-        for c, t in zip(slices, truths):
+        for j, t in zip(jobs, truths):
+            c = j.cine
             if t.shape != (c.n_frames, *c.matrix):
                 raise InputError(f"truth of slice {c.slice_index} has shape {t.shape}, the reconstruction "
                                  f"{(c.n_frames, *c.matrix)}")
 
-    configs = _preflight(slices, cfg)
+    configs = _preflight([j.cine for j in jobs], cfg)
 
-    # image_index = 1 + (slice − header's first slice)·frames + frame: the same rule as the gadget and the server, so
-    # numbering does not depend on which slices were reconstructed.
-    slice_min = mrd.encoding_info(series.header).limits.get("slice", (0, 0))[0]
     images, reports, recons = [], [], []
     show = not args.quiet
-    for i, (cine, slice_cfg) in enumerate(zip(slices, configs)):
+    for i, (job, slice_cfg) in enumerate(zip(jobs, configs)):
+        cine = job.cine
         desc = f"slice {cine.slice_index} {cfg.method}"
         with tqdm(total=1, desc=desc, disable=not show, file=sys.stderr, leave=True, dynamic_ncols=True) as bar:
             def progress(step: int, total: int, msg: str) -> None:
@@ -126,10 +128,10 @@ def run(args: argparse.Namespace) -> int:
                 bar.set_postfix_str(msg, refresh=False)
                 bar.refresh()
 
-            result = reconstruct(cine, slice_cfg, progress=progress)
+            out = reconstruct_slice(job, dataclasses.replace(settings, config=slice_cfg), progress=progress)
+        result = out.result
         recons.append(result.images)
-        images += mrd.to_images(cine, result.images, series_index=args.series, complex_output=args.complex,
-                                image_index_start=1 + (cine.slice_index - slice_min) * cine.n_frames)
+        images += out.images
         entry = {"slice": cine.slice_index, "method": result.method, "seconds": round(result.seconds, 3),
                  "iterations": result.iterations, "frames": cine.n_frames, "spokes": cine.n_spokes,
                  "coils": cine.n_coils, **{k: v for k, v in result.info.items() if k != "scale"}}

@@ -36,7 +36,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from dainr.stream.replay import default_group, replay, store_images
+    from dainr.mrd import write_images
+    from dainr.server.replay import default_group, replay
 
     if args.output.resolve() == args.input.resolve():
         raise ConfigError("the output file must differ from the input raw file")
@@ -49,21 +50,30 @@ def run(args: argparse.Namespace) -> int:
         except OSError as exc:
             raise ConfigError(f"cannot read --config-local {args.config_local}: {exc.strerror}") from None
     group = args.group or default_group()
-    with tqdm(total=1, desc="sent", unit="acq", disable=args.quiet, file=sys.stderr, dynamic_ncols=True) as bar:
-        def progress(sent: int, total: int, images: int) -> None:
-            bar.total = total
-            bar.n = sent
-            bar.set_postfix_str(f"{images} images back", refresh=False)
-            bar.refresh()
+    bars: list[tqdm] = []  # drawn from the first report on, so that a refusal before it stays one line
 
+    def progress(sent: int, total: int, images: int) -> None:
+        if not bars:
+            bars.append(tqdm(total=total, desc="sent", unit="acq", disable=args.quiet, file=sys.stderr,
+                             dynamic_ncols=True))
+        bar = bars[0]
+        bar.total = total
+        bar.n = sent
+        bar.set_postfix_str(f"{images} images back", refresh=False)
+        bar.refresh()
+
+    try:
         result = replay(args.input, args.host, args.port, config=args.config, config_text=text,
                         group=args.input_group, timeout=args.timeout, progress=progress)
+    finally:
+        for bar in bars:
+            bar.close()
     for t in result.texts:
         print(f"server: {t}", file=sys.stderr)
     if not result.images:
         print(f"dainr replay: the server returned no images for {args.input}", file=sys.stderr)
         return 1
-    store_images(args.output, result.images, group, result.header_xml)
+    write_images(args.output, result.images, group, result.header_xml, new_group=True)
     series = sorted({int(im.image_series_index) for im in result.images})
     first = f"{result.first_image_s:.2f} s" if result.first_image_s is not None else "-"
     print(f"wrote {len(result.images)} images to {args.output} (group {group}, "

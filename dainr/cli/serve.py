@@ -1,4 +1,4 @@
-"""``dainr serve``: an MRD/Gadgetron streaming reconstruction server (see :mod:`dainr.stream.server`)."""
+"""``dainr serve``: an MRD/Gadgetron streaming reconstruction server (see :mod:`dainr.server.listener`)."""
 
 from __future__ import annotations
 
@@ -70,7 +70,7 @@ def resolve_devices(spec: str, workers: int = 1) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     from dainr.stream.protocol import Limits
-    from dainr.stream.server import ReconServer, ServerOptions
+    from dainr.server.listener import ReconServer, ServerOptions
 
     if args.log:
         handler = logging.FileHandler(args.log)

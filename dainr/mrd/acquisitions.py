@@ -36,6 +36,11 @@ def flag_bit(flag: int) -> np.uint64:
     return np.uint64(1) << np.uint64(flag - 1)
 
 
+#: ``head.flags`` masks of the flags the stream collector reads (plain ints, like ``AcquisitionHeader.flags``).
+NOISE_MEASUREMENT = 1 << (ismrmrd.ACQ_IS_NOISE_MEASUREMENT - 1)
+LAST_IN_SLICE = 1 << (ismrmrd.ACQ_LAST_IN_SLICE - 1)
+
+
 class AcquisitionLike(Protocol):
     """What the assembler needs of an acquisition: ``ismrmrd.Acquisition`` satisfies it."""
 
@@ -100,6 +105,11 @@ class AcquisitionTable:
         if t.size != n * d:
             raise ValueError(f"{t.size} trajectory values where the header says {n} samples x {d} dimensions")
         return t.reshape(n, d)
+
+    def acquisition(self, i: int) -> ismrmrd.Acquisition:
+        """Acquisition i as an ``ismrmrd.Acquisition`` (header, samples and traj copied); ValueError as
+        :meth:`samples` and :meth:`trajectory`."""
+        return ismrmrd.Acquisition(header_of(self, i), self.samples(i), self.trajectory(i))
 
     @classmethod
     def from_acquisitions(cls, acquisitions: Iterable[AcquisitionLike]) -> AcquisitionTable:

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import logging
 import re
+import warnings
 from dataclasses import dataclass
 
 import ismrmrd.xsd as xsd
+from xsdata.exceptions import ConverterWarning
 from xsdata.formats.dataclass.serializers import XmlSerializer
 
-from dainr.errors import InputError
+from dainr.errors import InputError, one_line
 
 ISMRMRD_NS = "http://www.ismrm.org/ISMRMRD"
 
@@ -138,23 +140,70 @@ def without_version(xml: bytes | str) -> bytes:
     return _VERSION_ELEMENT.sub(rb"\1", data, count=1)
 
 
+def _converter_problems(caught: list[warnings.WarningMessage]) -> list[str]:
+    """xsdata's ``ConverterWarning`` s (a value its type cannot hold, left as text), each as one short phrase;
+    other warnings are passed on."""
+    problems = []
+    for w in caught:
+        if issubclass(w.category, ConverterWarning):
+            # "Failed to convert value for `matrixSizeType.x`\n  `abc` is not a valid `int`"
+            text = one_line(w.message).replace("Failed to convert value for ", "")
+            problems.append(text.replace("` `", "`: `", 1))
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return problems
+
+
 def parse_header(xml: bytes | str) -> xsd.ismrmrdHeader:
-    """Parse ISMRMRD XML (trailing NULs, as sent by MRD clients, are stripped); :class:`InputError` if invalid."""
+    """Parse ISMRMRD XML (trailing NULs, as sent by MRD clients, are stripped) and check its encoding 0.
+
+    A value that the ISMRMRD schema's type cannot hold (xsdata's ``ConverterWarning``, e.g. ``<x>abc</x>``) never
+    reaches stderr as a warning: where DA-INR reads that value the header is refused, and the refusal's one line names
+    it; elsewhere (fields DA-INR does not use) it is logged as ignored, on one line.
+
+    Raises
+    ------
+    InputError
+        One line naming the cause and the fix, when the XML is not an ISMRMRD header or its encoding 0 is refused
+        (:func:`encoding_info`).
+    """
     if isinstance(xml, str):
         xml = xml.encode("utf-8")
     xml = bytes(xml).rstrip(b"\0 \t\r\n")
     if not xml:
         raise InputError("the ISMRMRD XML header is empty: write a valid header into /dataset/xml")
-    try:
-        header = xsd.CreateFromDocument(xml)
-    except Exception as exc:  # xsdata ParserError, TypeError for missing elements, UnicodeError, ...
-        reason = " ".join(str(exc).split())[:200] or type(exc).__name__
-        raise InputError(f"the XML header is not a valid ISMRMRD header ({reason}): fix the header so it follows "
-                         "the ISMRMRD schema (namespace http://www.ismrm.org/ISMRMRD)") from None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConverterWarning)
+        try:
+            header = xsd.CreateFromDocument(xml)
+        except Exception as exc:  # xsdata ParserError, TypeError for missing elements, UnicodeError, ...
+            header, error = None, exc
+    problems = _converter_problems(caught)
+    unreadable = f" (values the schema refuses: {'; '.join(problems)})" if problems else ""
+    if header is None:
+        reason = one_line(error)[:200] or type(error).__name__
+        raise InputError(f"the XML header is not a valid ISMRMRD header ({reason}){unreadable}: fix the header so "
+                         "it follows the ISMRMRD schema (namespace http://www.ismrm.org/ISMRMRD)")
     if not isinstance(header, xsd.ismrmrdHeader):
         raise InputError("the XML header is not an ISMRMRD header: its root must be <ismrmrdHeader> in namespace "
                          "http://www.ismrm.org/ISMRMRD")
+    try:
+        encoding_info(header)
+    except InputError as exc:
+        raise InputError(f"{exc}{unreadable}") from None
+    if problems:
+        log.warning("ignoring header values the ISMRMRD schema refuses, which DA-INR does not use: %s",
+                    "; ".join(problems))
     return header
+
+
+def _number(value: object, kind: type, where: str) -> int | float:
+    """A header number that xsdata may have left as text (its ``ConverterWarning``): refused in one line."""
+    try:
+        return kind(value)
+    except (TypeError, ValueError):
+        what = "an integer" if kind is int else "a number"
+        raise InputError(f"the header's {where} is {str(value)!r}, not {what}: fix it in the header") from None
 
 
 @dataclass(frozen=True)
@@ -197,12 +246,14 @@ def _space(enc, name: str) -> tuple[tuple[int, int, int], tuple[float, float, fl
     if matrix is None or fov is None:
         raise InputError(f"the ISMRMRD header has no {name} matrixSize/fieldOfView_mm in encoding 0: "
                          "add them to the header")
-    m = tuple(int(getattr(matrix, a) if getattr(matrix, a) is not None else 1) for a in "xyz")
+    m = tuple(_number(getattr(matrix, a), int, f"{name} matrixSize {a}") if getattr(matrix, a) is not None else 1
+              for a in "xyz")
     for axis, v in zip("xyz", m):
         if v <= 0 or v > MAX_MATRIX:
             raise InputError(f"the header's {name} matrix size {axis} = {v} is not in 1..{MAX_MATRIX}: "
                              f"fix encoding/{name}/matrixSize in the header")
-    f = tuple(float(getattr(fov, a)) if getattr(fov, a) is not None else 0.0 for a in "xyz")
+    f = tuple(_number(getattr(fov, a), float, f"{name} fieldOfView_mm {a}") if getattr(fov, a) is not None else 0.0
+              for a in "xyz")
     return m, f
 
 
@@ -228,8 +279,8 @@ def encoding_info(header: xsd.ismrmrdHeader) -> EncodingInfo:
     for name in _LIMIT_NAMES:
         lim = getattr(enc_limits, name, None) if enc_limits is not None else None
         if lim is not None and lim.maximum is not None:
-            lo = int(lim.minimum or 0)
-            hi = int(lim.maximum)
+            lo = _number(lim.minimum or 0, int, f"encodingLimits/{name} minimum")
+            hi = _number(lim.maximum, int, f"encodingLimits/{name} maximum")
             if hi < lo:
                 raise InputError(f"encodingLimits/{name} has maximum {hi} below minimum {lo}: fix the header")
             limits[name] = (lo, hi)

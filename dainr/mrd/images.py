@@ -8,9 +8,11 @@ Image series numbering
 * ``slice`` = the acquisitions' ``idx.slice``; ``phase`` = the frame number, 0-based: ``idx.phase − first phase``
   for a cine, the bin number for a real-time stream binned at reconstruction time.
 * ``image_index``: 1-based, running over slices × frames, slice-major (all frames of the first slice, then the next):
-  ``image_index = image_index_start + frame``. The default ``image_index_start = 1 + slice_index · n_frames`` numbers
-  S slices of F frames 1..S·F; ``dainr recon`` passes ``1 + (frames of the slices written before)``, which is the same
-  for equal frame counts and stays contiguous when slices differ in frames or only some are reconstructed.
+  ``image_index = 1 + (slice − first slice) · frames + frame``, where the first slice is the minimum of the header's
+  slice limits (0 without them). This is :func:`image_index_start`, the only place the rule is written; every front
+  end numbers through it, so a slice gets the same numbers whether it is reconstructed alone or with the others, from
+  a file or from a stream. (Slices binned into different frame counts can share numbers; ``slice`` and ``phase``
+  still tell their images apart.)
 
 Geometry and time: each image carries ``field_of_view`` (the header's reconSpace FOV, mm) and the ``position``,
 ``read_dir``, ``phase_dir``, ``slice_dir``, ``patient_table_position``, time stamps (``acquisition_time_stamp``,
@@ -20,6 +22,7 @@ of the frame, in arrival order); without references the slice geometry is used.
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 from typing import Sequence
@@ -29,6 +32,7 @@ import ismrmrd
 import numpy as np
 
 from dainr.data import CineData
+from dainr.errors import InputError
 from dainr.mrd.atomic import atomic_path
 from dainr.mrd.header import without_version
 
@@ -55,8 +59,23 @@ def _frame_geometry(reference: ismrmrd.Acquisition, geo) -> dict[str, tuple[floa
     return {name: tuple(float(v) for v in getattr(geo, name)) for name in _GEOMETRY}
 
 
-def to_images(cine: CineData, images: np.ndarray, series_index: int = 1, complex_output: bool = False,
-              image_index_start: int | None = None) -> list[ismrmrd.Image]:
+def image_index_start(slice_index: int, n_frames: int, first_slice: int = 0) -> int:
+    """``image_index`` of frame 0 of a slice: ``1 + (slice_index − first_slice) · n_frames`` (module docstring).
+
+    Parameters
+    ----------
+    slice_index:
+        The slice's ``idx.slice``.
+    n_frames:
+        Frames of the slice.
+    first_slice:
+        Minimum of the header's slice limits (:attr:`dainr.mrd.RawSeries.first_slice`).
+    """
+    return 1 + (int(slice_index) - int(first_slice)) * int(n_frames)
+
+
+def to_images(cine: CineData, images: np.ndarray, series_index: int = 1, complex_output: bool = False, *,
+              image_index_start: int) -> list[ismrmrd.Image]:
     """One ``ismrmrd.Image`` per frame of a reconstructed slice.
 
     Parameters
@@ -71,7 +90,7 @@ def to_images(cine: CineData, images: np.ndarray, series_index: int = 1, complex
     complex_output:
         complex64 images (``IMTYPE_COMPLEX``) instead of float32 magnitude (``IMTYPE_MAGNITUDE``).
     image_index_start:
-        ``image_index`` of frame 0; default ``1 + slice_index · frames`` (see the module docstring).
+        ``image_index`` of frame 0, from :func:`image_index_start` (the numbering of the module docstring).
 
     Returns
     -------
@@ -81,7 +100,7 @@ def to_images(cine: CineData, images: np.ndarray, series_index: int = 1, complex
     if images.ndim != 3:
         raise ValueError(f"images must be (frames, H, W), not {images.shape}")
     n_frames = images.shape[0]
-    start = 1 + cine.slice_index * n_frames if image_index_start is None else int(image_index_start)
+    start = int(image_index_start)
     if start < 0 or start + n_frames - 1 > 65535:
         raise ValueError(f"image_index {start}..{start + n_frames - 1} does not fit the uint16 header field")
     refs = cine.frame_refs or []
@@ -103,28 +122,71 @@ def to_images(cine: CineData, images: np.ndarray, series_index: int = 1, complex
 
 
 def write_images(path: str | os.PathLike, image_list: Sequence[ismrmrd.Image], group: str = "dataset",
-                 header_xml: bytes | str | None = None) -> Path:
-    """Write images as ``<group>/image_<image_series_index>`` (the layout of Gadgetron's clients), atomically.
+                 header_xml: bytes | str | None = None, *, new_group: bool = False) -> Path:
+    """Write images as ``<group>/image_<image_series_index>`` (the layout of Gadgetron's clients).
 
     All images of one series must share a shape. ``header_xml``, when given, is written to ``<group>/xml`` (without
     ``<version>``, see :func:`dainr.mrd.header.without_version`).
+
+    Parameters
+    ----------
+    new_group:
+        False: the file is written anew, atomically (an existing file is replaced). True (as
+        ``gadgetron_ismrmrd_client`` stores each run): an existing file gets ``group`` added, which must not be in it
+        yet; a missing file is written anew.
+
+    Raises
+    ------
+    InputError
+        When images of one series differ in shape; with ``new_group``, when the file exists and is not HDF5, or
+        already has ``group``.
     """
     path = Path(path)
+    if new_group and path.exists():
+        if not h5py.is_hdf5(str(path)):
+            raise InputError(f"{path} exists and is not an HDF5 file: choose another output file")
+        with h5py.File(str(path), "r") as f:
+            if group in f:
+                raise InputError(f"{path} already has a group {group!r}: choose another group")
+        _check_shapes(image_list)
+        _append(path, image_list, group, header_xml)
+        return path
+    _check_shapes(image_list)
     with atomic_path(path) as tmp:
-        dset = ismrmrd.Dataset(str(tmp), group, True)
-        try:
-            if header_xml is not None:
-                dset.write_xml_header(without_version(header_xml))
-            shapes: dict[int, tuple] = {}
-            for img in image_list:
-                series = int(img.image_series_index)
-                if shapes.setdefault(series, img.data.shape) != img.data.shape:
-                    raise ValueError(f"images of series {series} differ in shape ({shapes[series]} and "
-                                     f"{img.data.shape}); give each shape its own image_series_index")
-                dset.append_image(f"image_{series}", img)
-        finally:
-            dset.close()
+        _append(tmp, image_list, group, header_xml)
     return path
+
+
+def _check_shapes(image_list: Sequence[ismrmrd.Image]) -> None:
+    shapes: dict[int, tuple] = {}
+    for img in image_list:
+        series = int(img.image_series_index)
+        if shapes.setdefault(series, img.data.shape) != img.data.shape:
+            raise InputError(f"images of series {series} differ in shape ({shapes[series]} and {img.data.shape}); "
+                             "give each shape its own image_series_index")
+
+
+def _append(path: Path, image_list: Sequence[ismrmrd.Image], group: str, header_xml: bytes | str | None) -> None:
+    dset = ismrmrd.Dataset(str(path), group, True)
+    try:
+        if header_xml is not None:
+            dset.write_xml_header(without_version(header_xml))
+        for img in image_list:
+            dset.append_image(f"image_{int(img.image_series_index)}", img)
+    finally:
+        dset.close()
+
+
+def image_to_bytes(image: ismrmrd.Image) -> bytes:
+    """An image in its MRD wire form (header, attributes, pixels): lossless, and picklable where the image is not."""
+    out = io.BytesIO()
+    image.serialize_into(out.write)
+    return out.getvalue()
+
+
+def image_from_bytes(data: bytes) -> ismrmrd.Image:
+    """The image :func:`image_to_bytes` wrote."""
+    return ismrmrd.Image.deserialize_from(io.BytesIO(data).read)
 
 
 def _pixels(raw: np.ndarray) -> np.ndarray:

@@ -32,7 +32,7 @@ import numpy as np
 
 from dainr.config import BinningConfig, TrajectoryConfig
 from dainr.data import CineData, SliceGeometry
-from dainr.errors import ConfigError, InputError
+from dainr.errors import ConfigError, InputError, NoImagingData, one_line
 from dainr.mrd.acquisitions import SKIPPED_FLAGS, AcquisitionLike, AcquisitionTable, header_of
 from dainr.mrd.header import EncodingInfo, encoding_info, header_to_xml, parse_header
 from dainr.mrd import validation as check
@@ -127,12 +127,21 @@ class RawSeries:
         One :class:`CineData` per slice, sorted by ``idx.slice``.
     noise:
         ``(coils, n)`` complex64 samples of the noise scans, or None; also set on every slice's ``noise``.
+    first_slice:
+        Minimum of the header's slice limits (0 without them), the origin of the image numbering
+        (:func:`dainr.mrd.images.image_index_start`).
     """
 
     header: xsd.ismrmrdHeader
     header_xml: bytes
     slices: list[CineData]
     noise: np.ndarray | None = None
+    first_slice: int = 0
+
+
+def first_slice(info: EncodingInfo) -> int:
+    """Minimum of the header's slice limits, 0 without them."""
+    return info.limits.get("slice", (0, 0))[0]
 
 
 def trajectory_kind(info: EncodingInfo, override: TrajectoryOverride | None = None) -> str:
@@ -200,7 +209,7 @@ def _samples(table: AcquisitionTable, i: int) -> np.ndarray:
     try:
         return table.samples(i)
     except ValueError as exc:
-        raise InputError(f"acquisition {i} is inconsistent with its header ({check.one_line(exc)}): the data array "
+        raise InputError(f"acquisition {i} is inconsistent with its header ({one_line(exc)}): the data array "
                          "must hold active_channels x number_of_samples complex samples") from None
 
 
@@ -208,7 +217,7 @@ def _trajectory(table: AcquisitionTable, i: int) -> np.ndarray:
     try:
         return table.trajectory(i)
     except ValueError as exc:
-        raise InputError(f"acquisition {i} traj is inconsistent with its header ({check.one_line(exc)}): traj must "
+        raise InputError(f"acquisition {i} traj is inconsistent with its header ({one_line(exc)}): traj must "
                          "hold number_of_samples x trajectory_dimensions values") from None
 
 
@@ -266,17 +275,26 @@ def _geometry(table: AcquisitionTable, i: int, fov: tuple[float, float, float]) 
 
 def assemble_table(info: EncodingInfo, table: AcquisitionTable,
                    trajectory_override: TrajectoryOverride | None = None,
-                   binning: Binning | None = None) -> tuple[list[CineData], np.ndarray | None]:
+                   binning: Binning | None = None,
+                   whole_series: bool = True) -> tuple[list[CineData], np.ndarray | None]:
     """The slices and noise of a checked header's acquisitions; see the module docstring for the rules.
 
     ``binning`` bins a real-time stream (all ``idx.phase`` equal, no multi-phase header) into frames; on data with
-    cine frames in ``idx.phase`` it is refused (:class:`InputError`).
+    cine frames in ``idx.phase`` it is refused (:class:`InputError`). ``whole_series`` False: the acquisitions are
+    one group of a stream, so slices of the header absent from it are not warned about.
+
+    Raises
+    ------
+    NoImagingData
+        No imaging acquisition among them.
+    InputError
+        Any other refusal of INPUT_POLICY.md.
     """
     if len(table) == 0:
         raise InputError("the input holds no acquisitions: it must contain the radial imaging spokes")
     rows, noise_rows = _imaging_rows(table)
     if rows.size == 0:
-        raise InputError("the input has no imaging acquisitions (only noise, navigator, calibration or other "
+        raise NoImagingData("the input has no imaging acquisitions (only noise, navigator, calibration or other "
                          "flagged scans): it must contain the radial imaging spokes")
     n_channels, n_samples, traj_dims = check.check_spoke_shapes(table, rows)
     noise = _noise(table, noise_rows, n_channels)
@@ -286,7 +304,7 @@ def assemble_table(info: EncodingInfo, table: AcquisitionTable,
     slices = idx["slice"].astype(np.int64)
     phases = idx["phase"].astype(np.int64)
     counters = idx["kspace_encode_step_1"].astype(np.int64)
-    present = check.check_slices(info, slices)
+    present = check.check_slices(info, slices, whole_series)
     if binning is not None:
         check.check_realtime(info, phases, binning.spokes_per_frame)
         first_phase = n_frames = 0
@@ -377,7 +395,7 @@ def assemble_table(info: EncodingInfo, table: AcquisitionTable,
 def assemble_series(header: xsd.ismrmrdHeader | bytes | str, acquisitions: Iterable[AcquisitionLike] | AcquisitionTable,
                     *, header_xml: bytes | None = None,
                     trajectory_override: TrajectoryOverride | None = None,
-                    binning: Binning | None = None) -> RawSeries:
+                    binning: Binning | None = None, whole_series: bool = True) -> RawSeries:
     """Assemble acquisitions (received one by one, or read as a table) into a :class:`RawSeries`.
 
     Parameters
@@ -393,9 +411,14 @@ def assemble_series(header: xsd.ismrmrdHeader | bytes | str, acquisitions: Itera
         How to compute angles for data without ``traj``.
     binning:
         Bin a real-time stream (no phase index) into frames; None keeps the frames of ``idx.phase``.
+    whole_series:
+        False when the acquisitions are one group of a stream (a slice, a ``ReconData``): slices of the header that
+        are absent are then not warned about.
 
     Raises
     ------
+    NoImagingData
+        When there is no imaging acquisition.
     InputError
         When the header or the acquisitions break INPUT_POLICY.md; the message is one line naming cause and fix.
     """
@@ -409,5 +432,6 @@ def assemble_series(header: xsd.ismrmrdHeader | bytes | str, acquisitions: Itera
     info = encoding_info(header)
     table = acquisitions if isinstance(acquisitions, AcquisitionTable) else \
         AcquisitionTable.from_acquisitions(acquisitions)
-    slices, noise = assemble_table(info, table, trajectory_override, binning)
-    return RawSeries(header=header, header_xml=bytes(header_xml), slices=slices, noise=noise)
+    slices, noise = assemble_table(info, table, trajectory_override, binning, whole_series)
+    return RawSeries(header=header, header_xml=bytes(header_xml), slices=slices, noise=noise,
+                     first_slice=first_slice(info))

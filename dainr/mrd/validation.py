@@ -7,6 +7,7 @@ Each check names the cause and the fix. The header checks live in :mod:`dainr.mr
 from __future__ import annotations
 
 import logging
+from typing import Iterable
 
 import numpy as np
 
@@ -18,11 +19,6 @@ log = logging.getLogger(__name__)
 
 #: Tolerance on |k| ≤ 0.5 cycles/pixel for a stored ``traj``.
 TRAJ_TOLERANCE = 0.01
-
-
-def one_line(text: str) -> str:
-    """Collapse whitespace so a message stays on one line."""
-    return " ".join(str(text).split())
 
 
 def _list(values: np.ndarray, limit: int = 5) -> str:
@@ -82,8 +78,9 @@ def check_traj_range(traj: np.ndarray) -> None:
                          "it from the header")
 
 
-def check_slices(info: EncodingInfo, slices: np.ndarray) -> np.ndarray:
-    """Sorted slice numbers present; refuse any outside the header's slice limit (absent slices only warn)."""
+def check_slices(info: EncodingInfo, slices: np.ndarray, whole_series: bool = True) -> np.ndarray:
+    """Sorted slice numbers present; refuse any outside the header's slice limit. Absent slices only warn, and only
+    when ``slices`` are the whole series (not one group of a stream, whose other slices come in other groups)."""
     present = np.unique(slices)
     if "slice" in info.limits:
         lo, hi = info.limits["slice"]
@@ -91,11 +88,20 @@ def check_slices(info: EncodingInfo, slices: np.ndarray) -> np.ndarray:
         if bad.size:
             raise InputError(f"idx.slice {_list(bad)} is outside the header's slice limits {lo}..{hi}: fix "
                              "encodingLimits/slice in the header or idx.slice in the acquisitions")
-        missing = np.setdiff1d(np.arange(lo, hi + 1), present)
-        if missing.size:
-            log.warning("the header declares slices %d..%d but slice(s) %s have no imaging spokes; "
-                        "reconstructing the slices present", lo, hi, _list(missing))
+    if whole_series:
+        warn_missing_slices(info, present)
     return present
+
+
+def warn_missing_slices(info: EncodingInfo, present: Iterable[int]) -> None:
+    """Warn (once) about slices within the header's slice limits that had no imaging spokes."""
+    if "slice" not in info.limits:
+        return
+    lo, hi = info.limits["slice"]
+    missing = np.setdiff1d(np.arange(lo, hi + 1), np.asarray(list(present), dtype=np.int64))
+    if missing.size:
+        log.warning("the header declares slices %d..%d but slice(s) %s have no imaging spokes; "
+                    "reconstructing the slices present", lo, hi, _list(missing))
 
 
 def phase_range(info: EncodingInfo, phases: np.ndarray) -> tuple[int, int]:

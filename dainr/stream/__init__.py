@@ -1,21 +1,22 @@
-"""The streaming core shared by the Gadgetron gadget (``gadget/``) and the MRD server (``dainr serve``).
+"""The core shared by the front ends (``dainr recon``, the Gadgetron gadget in ``gadget/``, the MRD server in
+:mod:`dainr.server`): settings, the one per-slice path, slice collection from a stream, the MRD wire format.
 
-ISMRMRD header + acquisitions arriving one by one -> per-slice buffers (complete at ``ACQ_LAST_IN_SLICE`` or the end
-of the stream; noise scans kept for prewhitening) -> :func:`dainr.mrd.assemble_series` ->
-:func:`dainr.recon.reconstruct` -> :func:`dainr.mrd.to_images` -> images, slice after slice. The CLI, the gadget and the server therefore give the
-same pixels for the same data and config.
+A whole file (:func:`dainr.mrd.read_raw`, then :func:`slice_jobs`) or ISMRMRD acquisitions arriving one by one
+(:class:`SliceCollector`: per-slice buffers, complete at ``ACQ_LAST_IN_SLICE`` or the end of the stream; noise scans
+kept for prewhitening) give numbered slices; :func:`reconstruct_slice` turns each into images
+(:func:`dainr.recon.reconstruct`, then :func:`dainr.mrd.to_images`). Every front end goes this way, so they give the
+same pixels and headers for the same data and config.
 
 * :class:`ReconSettings` — config tree + output options, from a preset/YAML/overrides or ``<property>`` items;
-* :class:`SliceCollector` — acquisitions -> complete :class:`SliceJob` s;
-* :func:`reconstruct_job`, :func:`stream_images` — slices -> ``ismrmrd.Image`` lists;
-* :func:`recon_data_to_acquisitions` — Gadgetron ``ReconData`` (BucketToBuffer output) -> acquisitions;
-* :mod:`dainr.stream.protocol` — MRD/Gadgetron wire format; :mod:`dainr.stream.server` and
-  :mod:`dainr.stream.replay` — the server and the replay client.
+* :func:`slice_jobs`, :class:`SliceCollector` — a series or a stream -> numbered :class:`SliceJob` s;
+* :func:`reconstruct_slice` — one slice -> :class:`SliceOutput` (its ``ismrmrd.Image`` s); :func:`stream_images`
+  over a whole stream;
+* :mod:`dainr.stream.device_lock` — one reconstruction per GPU at a time, across processes;
+* :mod:`dainr.stream.protocol` — the MRD/Gadgetron wire format.
 """
 
-from dainr.stream.collector import SliceCollector, SliceJob
-from dainr.stream.pipeline import SliceOutput, new_collector, reconstruct_job, stream_images
-from dainr.stream.recon_data import recon_data_to_acquisitions
+from dainr.stream.collector import SliceCollector, SliceJob, slice_jobs
+from dainr.stream.pipeline import SliceOutput, new_collector, reconstruct_slice, stream_images
 from dainr.stream.settings import ReconSettings, properties_from_element, properties_from_xml
 
 __all__ = [
@@ -26,7 +27,7 @@ __all__ = [
     "new_collector",
     "properties_from_element",
     "properties_from_xml",
-    "reconstruct_job",
-    "recon_data_to_acquisitions",
+    "reconstruct_slice",
+    "slice_jobs",
     "stream_images",
 ]

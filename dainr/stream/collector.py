@@ -9,22 +9,18 @@ slice is assembled by :func:`dainr.mrd.assemble_series`, the same code that read
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from dataclasses import dataclass, field
-from typing import Iterator, Sequence
-
-import ismrmrd
+from typing import Sequence
 
 from dainr.data import CineData
-from dainr.errors import InputError
-from dainr.mrd import Binning, TrajectoryOverride, assemble_series, encoding_info, parse_header
-from dainr.mrd.acquisitions import AcquisitionLike
+from dainr.errors import NoImagingData
+from dainr.mrd import (Binning, RawSeries, TrajectoryOverride, assemble_series, encoding_info, image_index_start,
+                       parse_header)
+from dainr.mrd.acquisitions import LAST_IN_SLICE, NOISE_MEASUREMENT, AcquisitionLike
+from dainr.mrd.validation import warn_missing_slices
 
 log = logging.getLogger(__name__)
-
-_NOISE = 1 << (ismrmrd.ACQ_IS_NOISE_MEASUREMENT - 1)
-_LAST_IN_SLICE = 1 << (ismrmrd.ACQ_LAST_IN_SLICE - 1)
 
 
 @dataclass
@@ -36,8 +32,7 @@ class SliceJob:
     cine:
         The assembled slice.
     image_index_start:
-        ``image_index`` of its first frame: ``1 + (slice − first slice of the header) · frames``, the numbering
-        of ``dainr recon`` when all slices are present.
+        ``image_index`` of its first frame (:func:`dainr.mrd.image_index_start`).
     number:
         0-based count of slices completed so far in this stream (for logs and ordering).
     """
@@ -47,22 +42,19 @@ class SliceJob:
     number: int = 0
 
 
-class _DropMissingSliceWarning(logging.Filter):
-    """Assembling one slice of a multi-slice header is not 'missing slices': drop that warning only."""
+def slice_jobs(series: RawSeries, first_number: int = 0) -> list[SliceJob]:
+    """The slices of an assembled series as jobs, numbered for the output (every front end numbers here).
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith("the header declares slices")
-
-
-@contextlib.contextmanager
-def _one_slice_assembly() -> Iterator[None]:
-    target = logging.getLogger("dainr.mrd.validation")
-    flt = _DropMissingSliceWarning()
-    target.addFilter(flt)
-    try:
-        yield
-    finally:
-        target.removeFilter(flt)
+    Parameters
+    ----------
+    series:
+        A whole file (``dainr recon``) or one group of a stream (:class:`SliceCollector`).
+    first_number:
+        :attr:`SliceJob.number` of the first slice.
+    """
+    return [SliceJob(cine=cine, number=first_number + i,
+                     image_index_start=image_index_start(cine.slice_index, cine.n_frames, series.first_slice))
+            for i, cine in enumerate(series.slices)]
 
 
 @dataclass
@@ -87,11 +79,11 @@ class SliceCollector:
     def __post_init__(self) -> None:
         self.header_xml = bytes(self.header_xml).rstrip(b"\0")
         self.header = parse_header(self.header_xml)
-        info = encoding_info(self.header)
-        self._slice_min = info.limits.get("slice", (0, 0))[0]
+        self._info = encoding_info(self.header)  # refuses a non-radial header before any data arrive
         self._noise: list[AcquisitionLike] = []
         self._open: dict[int, list[AcquisitionLike]] = {}
         self._done: set[int] = set()
+        self._slices: set[int] = set()
         self._count = 0
         self.acquisitions = 0
 
@@ -104,14 +96,14 @@ class SliceCollector:
         """Take one acquisition; return the slice it completes (or nothing)."""
         head = acq.getHead()
         self.acquisitions += 1
-        if head.flags & _NOISE:
+        if head.flags & NOISE_MEASUREMENT:
             self._noise.append(acq)
             return []
         s = int(head.idx.slice)
         if s in self._done and s not in self._open:
             log.warning("acquisitions for slice %d arrive after its ACQ_LAST_IN_SLICE; they form a new group", s)
         self._open.setdefault(s, []).append(acq)
-        if head.flags & _LAST_IN_SLICE:
+        if head.flags & LAST_IN_SLICE:
             return self._complete(s)
         return []
 
@@ -120,7 +112,8 @@ class SliceCollector:
         return self._jobs(list(acquisitions))
 
     def finish(self) -> list[SliceJob]:
-        """End of stream: the slices still open, in ``idx.slice`` order.
+        """End of stream: the slices still open, in ``idx.slice`` order; a warning names the header's slices that
+        never came (as ``dainr recon`` warns).
 
         Raises
         ------
@@ -134,6 +127,7 @@ class SliceCollector:
             # Nothing was ever reconstructed: let the assembler refuse with the CLI's message.
             assemble_series(self.header, list(self._noise), header_xml=self.header_xml,
                             trajectory_override=self.trajectory_override, binning=self.binning)
+        warn_missing_slices(self._info, self._slices)
         return jobs
 
     def _complete(self, s: int) -> list[SliceJob]:
@@ -142,18 +136,16 @@ class SliceCollector:
         return self._jobs(acqs)
 
     def _jobs(self, acqs: list[AcquisitionLike]) -> list[SliceJob]:
-        with _one_slice_assembly():
-            try:
-                series = assemble_series(self.header, self._noise + acqs, header_xml=self.header_xml,
-                                         trajectory_override=self.trajectory_override, binning=self.binning)
-            except InputError as exc:
-                if "no imaging acquisitions" in str(exc) and self._count > 0:
-                    log.warning("ignoring a group of %d acquisitions without imaging spokes", len(acqs))
-                    return []
+        try:
+            series = assemble_series(self.header, self._noise + acqs, header_xml=self.header_xml,
+                                     trajectory_override=self.trajectory_override, binning=self.binning,
+                                     whole_series=False)
+        except NoImagingData:
+            if self._count == 0:
                 raise
-        jobs = []
-        for cine in series.slices:
-            start = 1 + (cine.slice_index - self._slice_min) * cine.n_frames
-            jobs.append(SliceJob(cine=cine, image_index_start=start, number=self._count))
-            self._count += 1
+            log.warning("ignoring a group of %d acquisitions without imaging spokes", len(acqs))
+            return []
+        jobs = slice_jobs(series, first_number=self._count)
+        self._count += len(jobs)
+        self._slices.update(j.cine.slice_index for j in jobs)
         return jobs

@@ -1,25 +1,27 @@
-"""Header + acquisitions in, ``ismrmrd.Image`` lists out, one list per slice as each slice finishes.
+"""The one per-slice path of every front end: a collected slice -> :func:`dainr.recon.reconstruct` -> numbered images.
 
-This is the shared core of the streaming front ends (Gadgetron gadget, MRD server). Each complete slice goes through
-the same :func:`dainr.recon.reconstruct` and :func:`dainr.mrd.to_images` as ``dainr recon``, with the same config, so
-the pixels and headers are the CLI's.
+``dainr recon`` (:func:`dainr.stream.slice_jobs` over the file), the Gadgetron gadget and the MRD server
+(:class:`~dainr.stream.SliceCollector` over the stream) all turn each slice into images with
+:func:`reconstruct_slice`, with the same config, so their pixels and headers are the same.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-import time
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator
-
-import ismrmrd
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 
 from dainr.data import ReconResult
 from dainr.mrd import Binning, TrajectoryOverride, to_images
+from dainr.mrd.images import image_from_bytes, image_to_bytes
 from dainr.mrd.acquisitions import AcquisitionLike
 from dainr.stream.collector import SliceCollector, SliceJob
+from dainr.stream.device_lock import gpu_lock
 from dainr.stream.settings import ReconSettings
+
+if TYPE_CHECKING:
+    import ismrmrd
 
 log = logging.getLogger(__name__)
 
@@ -38,12 +40,21 @@ class SliceOutput:
     images:
         One ``ismrmrd.Image`` per frame, in frame order.
     result:
-        The engine's result (method, seconds, iterations, info).
+        The engine's result (``images`` ``(frames, H, W)`` complex64, method, seconds, iterations, info).
     """
 
     job: SliceJob
     images: list[ismrmrd.Image]
     result: ReconResult
+
+    def __reduce__(self):
+        # Server workers in child processes send their output back pickled; ismrmrd.Image does not pickle on every
+        # ismrmrd-python release, so the images travel in their wire form (header, attributes, pixels: lossless).
+        return _output_from_wire, (self.job, [image_to_bytes(im) for im in self.images], self.result)
+
+
+def _output_from_wire(job: SliceJob, images: list[bytes], result: ReconResult) -> SliceOutput:
+    return SliceOutput(job=job, images=[image_from_bytes(b) for b in images], result=result)
 
 
 def new_collector(header_xml: bytes, settings: ReconSettings) -> SliceCollector:
@@ -53,25 +64,35 @@ def new_collector(header_xml: bytes, settings: ReconSettings) -> SliceCollector:
     return SliceCollector(header_xml, TrajectoryOverride.from_config(cfg.trajectory), Binning.from_config(cfg.binning))
 
 
-def reconstruct_job(job: SliceJob, settings: ReconSettings, progress: Progress | None = None,
-                    device: str | None = None) -> SliceOutput:
-    """Reconstruct one slice and turn it into images.
+def reconstruct_slice(job: SliceJob, settings: ReconSettings, progress: Progress | None = None,
+                      device: str | None = None) -> SliceOutput:
+    """Reconstruct one slice and turn it into its numbered images: the per-slice path of every front end.
+
+    The engine runs holding the device's GPU lock (:func:`dainr.stream.device_lock.gpu_lock`; none on a CPU), so
+    reconstructions of several processes on one GPU queue instead of competing for its memory.
 
     Parameters
     ----------
     job:
-        A complete slice from :class:`SliceCollector`.
+        A complete slice and its numbering (:func:`dainr.stream.slice_jobs`, :class:`SliceCollector`).
     settings:
-        The validated settings.
+        The validated config and output options (series index, magnitude or complex).
     progress:
         Optional ``(step, total, message)`` callback; raising from it aborts the reconstruction.
     device:
         Run on this device instead of ``settings.config.device`` (server workers own their device).
+
+    Returns
+    -------
+    :class:`SliceOutput` with one image per frame, ``image_index`` from ``job.image_index_start``.
     """
     from dainr.recon import reconstruct
 
     config = settings.config if device is None else dataclasses.replace(settings.config, device=device)
-    result = reconstruct(job.cine, config, progress=progress)
+    with gpu_lock(config.device) as waited:
+        if waited > 1.0:
+            log.info("slice %d: waited %.1f s for the GPU", job.cine.slice_index, waited)
+        result = reconstruct(job.cine, config, progress=progress)
     images = to_images(job.cine, result.images, series_index=settings.series_index,
                        complex_output=settings.complex_output, image_index_start=job.image_index_start)
     return SliceOutput(job=job, images=images, result=result)
@@ -89,14 +110,6 @@ def stream_images(header_xml: bytes, acquisitions: Iterable[AcquisitionLike], se
     collector = new_collector(header_xml, settings)
     for acq in acquisitions:
         for job in collector.add(acq):
-            yield _timed(job, settings, progress)
+            yield reconstruct_slice(job, settings, progress)
     for job in collector.finish():
-        yield _timed(job, settings, progress)
-
-
-def _timed(job: SliceJob, settings: ReconSettings, progress: Progress | None) -> SliceOutput:
-    t0 = time.perf_counter()
-    out = reconstruct_job(job, settings, progress)
-    log.info("slice %d: %d images (%s, %.2f s)", job.cine.slice_index, len(out.images), out.result.method,
-             time.perf_counter() - t0)
-    return out
+        yield reconstruct_slice(job, settings, progress)

@@ -26,7 +26,7 @@ from typing import Any
 import ismrmrd
 from ismrmrd.image import get_dtype_from_data_type
 
-from dainr.errors import InputError
+from dainr.errors import DainrError, InputError, one_line
 
 CONFIG_FILE = 1
 CONFIG_TEXT = 2
@@ -59,7 +59,7 @@ class ProtocolError(InputError):
     """The peer sent something that is not a valid message here (unknown id, bad size, wrong order)."""
 
 
-class PeerClosed(ConnectionError):
+class PeerClosed(DainrError, ConnectionError):
     """The peer closed the connection; ``truncated`` is True when it did so in the middle of a message."""
 
     def __init__(self, message: str, truncated: bool = False) -> None:
@@ -260,4 +260,4 @@ def frame_item(item: Any) -> bytes:
 
 def error_line(text: str) -> str:
     """The TEXT body of an error reply: one line starting with ``ERROR:`` (Gadgetron's own servers' wording)."""
-    return "ERROR: " + " ".join(str(text).split())
+    return "ERROR: " + one_line(text)

@@ -54,14 +54,16 @@ class ReconSettings:
     complex_output: bool = False
     source: str = ""
 
+    def __post_init__(self) -> None:
+        if not 1 <= int(self.series_index) <= 65535:
+            raise ConfigError(f"series_index {self.series_index} must be in 1..65535")
+
     @classmethod
     def load(cls, preset: str = DEFAULT_PRESET, config_file: str | Path | None = None,
              overrides: Iterable[str | dict[str, Any]] = (), series_index: int = 1,
              complex_output: bool = False, search_dirs: Sequence[Path] | None = None) -> ReconSettings:
         """Settings from the same inputs as ``dainr recon --preset P --config F --set K=V`` (``search_dirs``: see
         :func:`dainr.config.load_config`)."""
-        if not 1 <= int(series_index) <= 65535:
-            raise ConfigError(f"series_index {series_index} must be in 1..65535")
         config = load_config(preset, config_file, list(overrides), search_dirs=search_dirs)
         return cls(config=config, series_index=int(series_index), complex_output=bool(complex_output),
                    source=f"preset {config.preset}" + (f" + {Path(config_file).name}" if config_file else ""))

@@ -3,6 +3,9 @@ non-zero exit, no traceback (unless ``--debug``), and no output file (not even a
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import h5py
 import ismrmrd
 import numpy as np
@@ -88,6 +91,12 @@ def _invalid_header(tmp, good):
     return _rewrite(tmp / "badxml.h5", xml, good["acqs"]), []
 
 
+def _unconvertible_header_value(tmp, good):
+    xml = good["xml"].replace(b"<reconSpace><matrixSize><x>16</x>", b"<reconSpace><matrixSize><x>abc</x>", 1)
+    assert xml != good["xml"]
+    return _rewrite(tmp / "badvalue.h5", xml, good["acqs"]), []
+
+
 def _no_imaging(tmp, good):
     noise = [a for a in good["acqs"] if a.is_flag_set(ismrmrd.ACQ_IS_NOISE_MEASUREMENT)]
     return _rewrite(tmp / "noise_only.h5", good["xml"], noise), []
@@ -160,6 +169,7 @@ CASES = {
     "no ISMRMRD dataset": (_no_ismrmrd_dataset, ["no /dataset group", "pass the group"]),
     "image file, not raw": (_image_file, ["no /dataset/xml", "ISMRMRD"]),
     "invalid ISMRMRD header": (_invalid_header, ["not a valid ISMRMRD header", "fix the header"]),
+    "header value the schema refuses": (_unconvertible_header_value, ["matrixSize x is 'abc'", "fix it in the header"]),
     "no imaging acquisitions": (_no_imaging, ["no imaging acquisitions", "must contain"]),
     "sample count differs": (_sample_count_differs, ["differ in sample count", "same sample count"]),
     "channel count differs": (_channel_count_differs, ["differ in channel count", "same channel count"]),
@@ -200,6 +210,16 @@ def test_bad_input_refused_in_one_line(name, good, tmp_path, capsys):
     assert path.exists() or name == "missing file"
     if name == "missing file":
         assert not path.exists()  # opening read-only never creates the missing input
+
+
+def test_xsdata_warnings_do_not_reach_stderr(good, tmp_path):
+    """In a real process (pytest would capture them otherwise) a header value the schema refuses gives one line."""
+    path, _ = _unconvertible_header_value(tmp_path, good)
+    r = subprocess.run([sys.executable, "-m", "dainr", "recon", str(path), "-o", str(tmp_path / "o.h5"), "--method",
+                        "adjoint"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == [r.stderr.strip()], r.stderr
+    assert "matrixSize x is 'abc'" in r.stderr and "Warning" not in r.stderr
 
 
 def test_debug_shows_the_traceback(good, tmp_path, capsys):

@@ -195,8 +195,8 @@ def test_package_wheel_holds_what_the_images_need(tmp_path):
     assert res.returncode == 0, res.stderr[-2000:]
     (wheel,) = (tmp_path / "dist").glob("*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    for needed in ("gadget/__init__.py", "gadget/dainr_gadget.py", "gadget/channel.py", "dainr/stream/server.py",
-                   "dainr/stream/replay.py", "dainr/cli/serve.py", "dainr/cli/replay.py", "dainr/presets/fast.yaml",
+    for needed in ("gadget/__init__.py", "gadget/dainr_gadget.py", "gadget/channel.py", "dainr/server/listener.py",
+                   "dainr/server/replay.py", "dainr/cli/serve.py", "dainr/cli/replay.py", "dainr/presets/fast.yaml",
                    "dainr/presets/cpu-test.yaml", "gadget/startup_guard.py",
                    "dainr_recon_gadgetron_guard.pth"):
         assert needed in names, f"{needed} missing from the wheel"

@@ -25,7 +25,7 @@ sys.path.insert(0, str(REPO))
 
 from dainr.cli import main as dainr_main  # noqa: E402
 from dainr.mrd import read_images  # noqa: E402
-from dainr.stream.replay import replay  # noqa: E402
+from dainr.server.replay import replay  # noqa: E402
 from tests.gadget.harness import FakeGadgetron, configuration_node, read_acquisitions  # noqa: E402
 
 

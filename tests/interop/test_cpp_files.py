@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from dainr.mrd import encoding_info, parse_header, read_images
-from dainr.stream.replay import read_raw_stream
+from dainr.mrd import read_acquisitions
 from tests.gadget.compare import assert_same_images, cli_images
 from tests.interop.tools import cpp_reserialised_header, run_tool
 
@@ -65,7 +65,7 @@ def test_raw_file_survives_the_cpp_library(raw, request, tmp_path):
     back = tmp_path / "cpp.h5"
     _cpp_roundtrip(raw, back)
     _assert_same_header(_stored_xml(back), xml)
-    ours, theirs = read_raw_stream(raw)[1], read_raw_stream(back)[1]
+    ours, theirs = read_acquisitions(raw)[1], read_acquisitions(back)[1]
     assert len(theirs) == len(ours)
     for i, (a, b) in enumerate(zip(ours, theirs)):
         assert bytes(a.getHead()) == bytes(b.getHead()), f"acquisition {i}: headers differ"

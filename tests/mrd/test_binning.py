@@ -126,7 +126,7 @@ def test_images_take_geometry_and_time_from_their_frame(tmp_path):
         a.position = (1.0, 2.0, 3.0 + n // SPOKES)  # the slice follows something, frame by frame
         a.physiology_time_stamp = (100 + n, 0, 0)
     cine = assemble_series(header_to_xml(header), acqs, binning=Binning(SPOKES)).slices[0]
-    images = to_images(cine, np.ones((FRAMES, H, W), np.complex64))
+    images = to_images(cine, np.ones((FRAMES, H, W), np.complex64), image_index_start=1)
     for f, img in enumerate(images):
         first = imaging[f * SPOKES]
         np.testing.assert_allclose(img.position, (1.0, 2.0, 3.0 + f))

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import warnings
+
 import ismrmrd.xsd as xsd
 import pytest
+from xsdata.exceptions import ConverterWarning
 
+from dainr.errors import InputError
 from dainr.mrd import build_header, encoding_info, header_to_xml, parse_header
 
 
@@ -46,3 +50,41 @@ def test_parse_header_strips_trailing_nul():
 def test_build_header_rejects_cartesian():
     with pytest.raises(ValueError):
         build_header((16, 16), (256.0, 256.0, 6.0), 2, "cartesian", 3, 1, 12)
+
+
+def _xml(**replace: str) -> bytes:
+    xml = header_to_xml(build_header((16, 16), (256.0, 256.0, 6.0), 2, "radial", 3, 1, 12))
+    for old, new in replace.items():
+        assert old.encode() in xml
+        xml = xml.replace(old.encode(), new.encode(), 1)
+    return xml
+
+
+@pytest.mark.parametrize("old, new, words", [
+    ("<x>16</x>", "<x>abc</x>", ["reconSpace matrixSize x is 'abc', not an integer", "matrixSizeType.x"]),
+    ("<trajectory>radial</trajectory>", "<trajectory>spiralx</trajectory>",
+     ["trajectory 'spiralx'", "radial data only", "not a valid `trajectoryType`"]),
+    ("<maximum>2</maximum>", "<maximum>2.5</maximum>", ["maximum is '2.5', not an integer"]),
+])
+def test_a_value_the_schema_refuses_is_folded_into_the_one_refusal(old, new, words):
+    """xsdata's ConverterWarnings do not escape as warnings: the one InputError line names the value instead."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(InputError) as refused:
+            parse_header(_xml(**{old: new}))
+    assert not [w for w in caught if issubclass(w.category, ConverterWarning)]
+    message = str(refused.value)
+    assert "\n" not in message
+    for w in words:
+        assert w in message, (w, message)
+
+
+def test_a_value_the_schema_refuses_where_dainr_does_not_look_is_logged_once(caplog):
+    xml = _xml(**{"<patientPosition>HFS</patientPosition>": "<patientPosition>XYZ</patientPosition>"})
+    with warnings.catch_warnings(record=True) as caught, caplog.at_level("WARNING"):
+        warnings.simplefilter("always")
+        header = parse_header(xml)
+    assert not [w for w in caught if issubclass(w.category, ConverterWarning)]
+    assert header.encoding[0].reconSpace.matrixSize.x == 16
+    (record,) = caplog.records
+    assert "patientPosition" in record.getMessage() and "XYZ" in record.getMessage()

@@ -7,8 +7,7 @@ import h5py
 import numpy as np
 import pytest
 
-from dainr.mrd import build_header, header_to_xml, parse_header, read_images, read_raw, without_version
-from dainr.stream.replay import store_images
+from dainr.mrd import build_header, header_to_xml, parse_header, read_images, read_raw, without_version, write_images
 from tests.conftest import simulate_file
 
 
@@ -70,7 +69,7 @@ def test_simulated_raw_and_recon_images_carry_no_version(tmp_path):
     # replay's writer, into a new file and as a new group of an existing one
     images = read_images(out)[1]
     versioned = _with_version(raw_xml, "1")
-    store_images(tmp_path / "replayed.h5", images, "run1", versioned)
-    store_images(tmp_path / "replayed.h5", images, "run2", versioned)
+    write_images(tmp_path / "replayed.h5", images, group="run1", header_xml=versioned, new_group=True)
+    write_images(tmp_path / "replayed.h5", images, group="run2", header_xml=versioned, new_group=True)
     assert b"version>" not in _stored_xml(tmp_path / "replayed.h5", "run1")
     assert b"version>" not in _stored_xml(tmp_path / "replayed.h5", "run2")

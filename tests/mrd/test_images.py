@@ -7,7 +7,8 @@ import ismrmrd
 import numpy as np
 import pytest
 
-from dainr.mrd import read_images, read_raw, to_images, write_images, write_raw
+from dainr.errors import InputError
+from dainr.mrd import image_index_start, read_images, read_raw, to_images, write_images, write_raw
 
 from .helpers import FRAMES, H, W, header_for, make_slices
 
@@ -29,7 +30,8 @@ def test_images_round_trip_with_headers(tmp_path, complex_output):
     series = _cine_series(tmp_path)
     recon = [_images(s) for s in range(2)]
     images = [img for cine, rec in zip(series.slices, recon)
-              for img in to_images(cine, rec, series_index=3, complex_output=complex_output)]
+              for img in to_images(cine, rec, series_index=3, complex_output=complex_output,
+                                   image_index_start=image_index_start(cine.slice_index, cine.n_frames))]
     out = tmp_path / "img.h5"
     write_images(out, images, header_xml=series.header_xml)
     back = read_images(out)
@@ -66,13 +68,42 @@ def test_image_index_start_and_missing_refs(tmp_path):
     np.testing.assert_allclose(imgs[0].position, cine.geometry.position)
 
 
+def test_image_numbering_starts_at_the_headers_first_slice(tmp_path):
+    """Slices 3 and 4 of a header whose slice limits are 3..4 are numbered 1..F and F+1..2F."""
+    assert [image_index_start(s, FRAMES, first_slice=3) for s in (3, 4)] == [1, 1 + FRAMES]
+    assert image_index_start(1, FRAMES) == 1 + FRAMES  # header without slice limits: from slice 0
+    series = _cine_series(tmp_path, n_slices=2)
+    assert series.first_slice == 0
+
+
 def test_write_images_rejects_mixed_shapes_atomically(tmp_path):
     series = _cine_series(tmp_path, n_slices=1)
     cine = series.slices[0]
-    a = to_images(cine, _images(0))
-    b = to_images(cine, _images(1)[:, :8, :])
+    a = to_images(cine, _images(0), image_index_start=1)
+    b = to_images(cine, _images(1)[:, :8, :], image_index_start=1)
     out = tmp_path / "bad.h5"
-    with pytest.raises(ValueError):
+    with pytest.raises(InputError, match="differ in shape"):
         write_images(out, a + b)
     assert not out.exists()
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+    write_images(out, a)
+    with pytest.raises(InputError, match="differ in shape"):
+        write_images(out, a + b, "run2", new_group=True)
+    with h5py.File(out, "r") as f:
+        assert list(f) == ["dataset"]
+
+
+def test_new_group_adds_runs_and_refuses_what_it_would_overwrite(tmp_path):
+    cine = _cine_series(tmp_path, n_slices=1).slices[0]
+    images = to_images(cine, _images(0), image_index_start=1)
+    out = tmp_path / "runs.h5"
+    write_images(out, images, "run1", new_group=True)  # a missing file is created
+    write_images(out, images, "run2", b"<xml/>", new_group=True)
+    assert sorted(read_images(out, "run1")) == sorted(read_images(out, "run2")) == [1]
+    with pytest.raises(InputError, match="already has a group 'run1'"):
+        write_images(out, images, "run1", new_group=True)
+    text = tmp_path / "text.h5"
+    text.write_text("not HDF5")
+    with pytest.raises(InputError, match="is not an HDF5 file"):
+        write_images(text, images, new_group=True)
+    assert text.read_text() == "not HDF5"

@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 
 from dainr.data import CineData
+from dainr.errors import InputError
+from dainr import mrd
 from dainr.mrd import TrajectoryOverride, assemble_series, header_to_xml, read_raw, write_raw
 from dainr.mrd.raw_writer import TICK_MS
 from dainr.physics import radial_trajectory
@@ -181,6 +183,27 @@ def test_assemble_series_from_acquisitions_matches_read_raw(good_file):
         _assert_same(slices, series.slices)
         np.testing.assert_array_equal(series.noise, noise)
     assert assemble_series(header_to_xml(header) + b"\0", acqs).header_xml == header_to_xml(header)
+
+
+def test_read_acquisitions_gives_the_stored_header_bytes_and_every_acquisition(good_file, tmp_path):
+    """What replay streams: the XML exactly as stored (not re-serialised) and the acquisitions ismrmrd reads."""
+    path, _, header, _ = good_file
+    stored = header_to_xml(header).replace(b"<ismrmrdHeader", b"<!-- kept as stored -->\n<ismrmrdHeader", 1)
+    with h5py.File(path, "r+") as f:
+        del f["dataset/xml"]
+        f.create_dataset("dataset/xml", data=np.array([stored], dtype=object), dtype=h5py.string_dtype())
+    xml, acqs = mrd.read_acquisitions(path)
+    assert xml == stored
+    reference = read_acquisitions(path)  # ismrmrd.Dataset, one by one
+    assert len(acqs) == len(reference)
+    for a, b in zip(acqs, reference):
+        assert bytes(a.getHead()) == bytes(b.getHead())
+        np.testing.assert_array_equal(a.data, b.data)
+        np.testing.assert_array_equal(a.traj, b.traj)
+    text = tmp_path / "text.h5"
+    text.write_text("not HDF5")
+    with pytest.raises(InputError, match="is not an HDF5 file"):
+        mrd.read_acquisitions(text)
 
 
 def test_acquisition_order_is_free(good_file):

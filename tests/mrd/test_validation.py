@@ -106,7 +106,8 @@ def test_image_file_given_as_raw(tmp_path, good_file):
     path, *_ = good_file
     series = read_raw(path)
     out = tmp_path / "images.h5"
-    write_images(out, to_images(series.slices[0], np.ones((FRAMES, 16, 16))), header_xml=series.header_xml)
+    images = to_images(series.slices[0], np.ones((FRAMES, 16, 16)), image_index_start=1)
+    write_images(out, images, header_xml=series.header_xml)
     assert_refused(lambda: read_raw(out), "no acquisitions", "images")
 
 

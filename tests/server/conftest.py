@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from dainr.stream.protocol import Limits
-from dainr.stream.server import ReconServer, ServerOptions
+from dainr.server.listener import ReconServer, ServerOptions
 from tests.conftest import simulate_file
 from tests.gadget.compare import cli_images
 

@@ -9,9 +9,10 @@ import ismrmrd
 import numpy as np
 import pytest
 
-from dainr.mrd import read_images
-from dainr.stream import protocol as mrd
-from dainr.stream.replay import ServerError, read_raw_stream, replay, store_images
+from dainr.errors import InputError
+from dainr.mrd import read_acquisitions, read_images, write_images
+from dainr.server.replay import ServerError, replay
+from dainr.stream import protocol
 from tests.gadget.compare import DAINR_TOLERANCE, assert_same_images, cli_images
 from tests.server.conftest import ADJOINT, TIMEOUT, connect, make_server, read_reply, u16, wait_until
 
@@ -73,19 +74,20 @@ def test_four_concurrent_clients_get_complete_series(server, raw_one, raw_two, r
 
 
 def test_client_leaving_half_way_frees_its_job_and_server_keeps_serving(server, raw_one, ref_adjoint):
-    header, acqs = read_raw_stream(raw_one)
+    header, acqs = read_acquisitions(raw_one)
     sock = connect(server)
     # A long optimisation, so that the slice is still running when the client leaves.
-    sock.sendall(mrd.frame_text("preset: cpu-test\ndainr.steps: 100000\ndainr.log_every: 1\n", mrd.CONFIG_TEXT)
-                 + mrd.frame_text(header, mrd.HEADER) + b"".join(mrd.frame_item(a) for a in acqs))
+    config = "preset: cpu-test\ndainr.steps: 100000\ndainr.log_every: 1\n"
+    sock.sendall(protocol.frame_text(config, protocol.CONFIG_TEXT) + protocol.frame_text(header, protocol.HEADER)
+                 + b"".join(protocol.frame_item(a) for a in acqs))
     wait_until(lambda: server.pool.running, what="the slice to start")
     sock.close()  # gone, without CLOSE
     wait_until(lambda: not server.pool.running and server.pool.waiting == 0, timeout=30, what="the job to stop")
     result = replay(raw_one, "127.0.0.1", server.address[1], config_text=ADJOINT, timeout=TIMEOUT)
     assert_same_images(result.images, ref_adjoint[raw_one])
     half = connect(server)
-    half.sendall(mrd.frame_config_file("cpu-test") + mrd.frame_text(header, mrd.HEADER)
-                 + b"".join(mrd.frame_item(a) for a in acqs[: len(acqs) // 2]))
+    half.sendall(protocol.frame_config_file("cpu-test") + protocol.frame_text(header, protocol.HEADER)
+                 + b"".join(protocol.frame_item(a) for a in acqs[: len(acqs) // 2]))
     half.close()
     result = replay(raw_one, "127.0.0.1", server.address[1], config_text=ADJOINT, timeout=TIMEOUT)
     assert len(result.images) == 3
@@ -94,55 +96,56 @@ def test_client_leaving_half_way_frees_its_job_and_server_keeps_serving(server, 
 
 @pytest.mark.parametrize("garbage, fragment", [
     (u16(9999) + b"\1" * 64, "unknown message id 9999"),
-    (u16(mrd.HEADER) + b"\0" * 8, "unexpected message id 3"),
-    (u16(mrd.ACQUISITION) + b"\xff" * 340, "samples"),
+    (u16(protocol.HEADER) + b"\0" * 8, "unexpected message id 3"),
+    (u16(protocol.ACQUISITION) + b"\xff" * 340, "samples"),
 ], ids=["unknown-id", "second-header", "huge-acquisition"])
 def test_garbage_gets_an_error_reply(server, raw_one, garbage, fragment):
-    header, acqs = read_raw_stream(raw_one)
+    header, acqs = read_acquisitions(raw_one)
     with connect(server) as sock:
-        sock.sendall(mrd.frame_config_file("cpu-test") + mrd.frame_text(header, mrd.HEADER)
-                     + mrd.frame_item(acqs[0]) + garbage)
+        sock.sendall(protocol.frame_config_file("cpu-test") + protocol.frame_text(header, protocol.HEADER)
+                     + protocol.frame_item(acqs[0]) + garbage)
         reply = read_reply(sock)
-    assert [m for m, _ in reply] == [mrd.TEXT, mrd.CLOSE], reply
+    assert [m for m, _ in reply] == [protocol.TEXT, protocol.CLOSE], reply
     assert reply[0][1].startswith("ERROR:") and fragment in reply[0][1]
 
 
 def test_truncated_frame_gets_an_error_not_a_hang(server, raw_one):
-    header, acqs = read_raw_stream(raw_one)
-    frame = mrd.frame_item(acqs[3])
+    header, acqs = read_acquisitions(raw_one)
+    frame = protocol.frame_item(acqs[3])
     with connect(server) as sock:
-        sock.sendall(mrd.frame_config_file("cpu-test") + mrd.frame_text(header, mrd.HEADER) + frame[:500])
+        sock.sendall(protocol.frame_config_file("cpu-test") + protocol.frame_text(header, protocol.HEADER)
+                     + frame[:500])
         sock.shutdown(socket.SHUT_WR)
         reply = read_reply(sock)
-    assert [m for m, _ in reply] == [mrd.TEXT, mrd.CLOSE]
+    assert [m for m, _ in reply] == [protocol.TEXT, protocol.CLOSE]
     assert "in the middle of an acquisition's samples" in reply[0][1]
 
 
 def test_refused_data_and_unknown_config_are_error_replies(server, raw_one, tmp_path):
     with pytest.raises(ServerError, match="unknown config 'nope'"):
         replay(raw_one, "127.0.0.1", server.address[1], config="nope", timeout=TIMEOUT)
-    header, acqs = read_raw_stream(raw_one)
+    header, acqs = read_acquisitions(raw_one)
     bad = acqs[-1]
     bad.data[0, 0] = np.inf
     with connect(server) as sock:
-        sock.sendall(mrd.frame_text(ADJOINT, mrd.CONFIG_TEXT) + mrd.frame_text(header, mrd.HEADER)
-                     + b"".join(mrd.frame_item(a) for a in acqs) + mrd.frame_close())
+        sock.sendall(protocol.frame_text(ADJOINT, protocol.CONFIG_TEXT) + protocol.frame_text(header, protocol.HEADER)
+                     + b"".join(protocol.frame_item(a) for a in acqs) + protocol.frame_close())
         reply = read_reply(sock)
-    assert [m for m, _ in reply] == [mrd.TEXT, mrd.CLOSE] and "NaN or Inf" in reply[0][1]
+    assert [m for m, _ in reply] == [protocol.TEXT, protocol.CLOSE] and "NaN or Inf" in reply[0][1]
     assert len(replay(raw_one, "127.0.0.1", server.address[1], config_text=ADJOINT).images) == 3
 
 
 def test_header_first_uses_the_default_config_and_waveforms_are_accepted(server, raw_one, tmp_path):
-    header, acqs = read_raw_stream(raw_one)
+    header, acqs = read_acquisitions(raw_one)
     wav = ismrmrd.Waveform.from_array(np.ones((1, 8), np.uint32))
     img = ismrmrd.Image.from_array(np.zeros((4, 4), np.float32), transpose=False)
     with connect(server) as sock:
-        sock.sendall(mrd.frame_text(header, mrd.HEADER) + mrd.frame_item(wav) + mrd.frame_item(img)
-                     + mrd.frame_text('{"parameters": {}}') + b"".join(mrd.frame_item(a) for a in acqs)
-                     + mrd.frame_close())
+        sock.sendall(protocol.frame_text(header, protocol.HEADER) + protocol.frame_item(wav) + protocol.frame_item(img)
+                     + protocol.frame_text('{"parameters": {}}') + b"".join(protocol.frame_item(a) for a in acqs)
+                     + protocol.frame_close())
         reply = read_reply(sock)
-    assert [m for m, _ in reply] == [mrd.IMAGE] * 3 + [mrd.CLOSE]
-    assert_same_images([v for m, v in reply if m == mrd.IMAGE],
+    assert [m for m, _ in reply] == [protocol.IMAGE] * 3 + [protocol.CLOSE]
+    assert_same_images([v for m, v in reply if m == protocol.IMAGE],
                        cli_images(raw_one, tmp_path / "cli.h5", "--preset", "cpu-test"), DAINR_TOLERANCE)
 
 
@@ -150,7 +153,7 @@ def test_busy_server_refuses_the_extra_connection(tmp_path, raw_one):
     srv = make_server(tmp_path, max_jobs=1)
     with srv.running():
         holder = connect(srv)
-        holder.sendall(mrd.frame_config_file("cpu-test"))
+        holder.sendall(protocol.frame_config_file("cpu-test"))
         wait_until(lambda: len(srv._sessions) == 1, what="the first session")
         with pytest.raises(ServerError, match="server busy"):
             replay(raw_one, "127.0.0.1", srv.address[1], config_text=ADJOINT, timeout=TIMEOUT)
@@ -159,27 +162,28 @@ def test_busy_server_refuses_the_extra_connection(tmp_path, raw_one):
         assert len(replay(raw_one, "127.0.0.1", srv.address[1], config_text=ADJOINT).images) == 3
 
 
-def test_hand_framed_request_and_store_images(server, raw_one, ref_adjoint, tmp_path):
+def test_hand_framed_request_and_images_stored_per_run(server, raw_one, ref_adjoint, tmp_path):
     result = replay(raw_one, "127.0.0.1", server.address[1], config_text=ADJOINT, use_serializer=False)
     assert_same_images(result.images, ref_adjoint[raw_one])
     out = tmp_path / "images.h5"
-    store_images(out, result.images, "run1", result.header_xml)
-    store_images(out, result.images, "run2", result.header_xml)
+    write_images(out, result.images, "run1", result.header_xml, new_group=True)
+    write_images(out, result.images, "run2", result.header_xml, new_group=True)
     assert_same_images(read_images(out, "run2")[1], ref_adjoint[raw_one])
-    with pytest.raises(Exception, match="already has a group"):
-        store_images(out, result.images, "run1")
+    assert_same_images(read_images(out, "run1")[1], ref_adjoint[raw_one])
+    with pytest.raises(InputError, match="already has a group 'run1'"):
+        write_images(out, result.images, "run1", new_group=True)
 
 
 def test_shutdown_past_the_grace_period_cancels_and_reports(tmp_path, raw_one):
-    header, acqs = read_raw_stream(raw_one)
+    header, acqs = read_acquisitions(raw_one)
     srv = make_server(tmp_path, grace_s=0.5)
     with srv.running():
         sock = connect(srv)
-        sock.sendall(mrd.frame_text(ADJOINT, mrd.CONFIG_TEXT) + mrd.frame_text(header, mrd.HEADER)
-                     + b"".join(mrd.frame_item(a) for a in acqs[:5]))
+        sock.sendall(protocol.frame_text(ADJOINT, protocol.CONFIG_TEXT) + protocol.frame_text(header, protocol.HEADER)
+                     + b"".join(protocol.frame_item(a) for a in acqs[:5]))
         wait_until(lambda: len(srv._sessions) == 1, what="the session")
         srv.request_shutdown()
         with sock:
             reply = read_reply(sock)
-    assert [m for m, _ in reply] == [mrd.TEXT, mrd.CLOSE]
+    assert [m for m, _ in reply] == [protocol.TEXT, protocol.CLOSE]
     assert "shutting down" in reply[0][1]

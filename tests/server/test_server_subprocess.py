@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 
 from dainr.cli import main
-from dainr.mrd import read_images
-from dainr.stream import protocol as mrd
-from dainr.stream.replay import ServerError, read_raw_stream, replay
+from dainr.mrd import read_acquisitions, read_images
+from dainr.server.replay import ServerError, replay
+from dainr.stream import protocol
 from tests.gadget.compare import DAINR_TOLERANCE, assert_same_images, cli_images
 from tests.server.conftest import ADJOINT, TIMEOUT, read_reply, wait_until
 
@@ -94,18 +94,18 @@ def test_sigterm_lets_the_running_connection_finish_then_exits(served, tmp_path)
     raw = tmp_path / "raw.h5"
     assert main(["simulate", "--matrix", "16", "--frames", "3", "--coils", "2", "--spokes", "5", "-o", str(raw),
                  "-q"]) == 0
-    header, acqs = read_raw_stream(raw)
+    header, acqs = read_acquisitions(raw)
     started = log.read_text().count("starting on")
     with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as sock:
         # Everything but CLOSE: the connection is in progress when SIGTERM arrives, however fast the recon is.
-        sock.sendall(mrd.frame_text(ADJOINT, mrd.CONFIG_TEXT) + mrd.frame_text(header, mrd.HEADER)
-                     + b"".join(mrd.frame_item(a) for a in acqs))
+        sock.sendall(protocol.frame_text(ADJOINT, protocol.CONFIG_TEXT) + protocol.frame_text(header, protocol.HEADER)
+                     + b"".join(protocol.frame_item(a) for a in acqs))
         wait_until(lambda: log.read_text().count("starting on") > started, what="the slice to start")
         proc.send_signal(signal.SIGTERM)
         wait_until(lambda: "shutdown requested" in log.read_text(), what="the server to see SIGTERM")
-        sock.sendall(mrd.frame_close())
+        sock.sendall(protocol.frame_close())
         reply = read_reply(sock)
-    assert [m for m, _ in reply] == [mrd.IMAGE] * 3 + [mrd.CLOSE]
+    assert [m for m, _ in reply] == [protocol.IMAGE] * 3 + [protocol.CLOSE]
     assert proc.wait(TIMEOUT) == 0
     text = log.read_text()
     assert "shutdown requested; 1 connection(s) in progress" in text

@@ -6,9 +6,9 @@ import ismrmrd
 import numpy as np
 import pytest
 
-from dainr.errors import InputError
-from dainr.mrd import read_raw
-from dainr.stream import SliceCollector
+from dainr.errors import InputError, NoImagingData
+from dainr.mrd import assemble_series, read_raw
+from dainr.stream import SliceCollector, slice_jobs
 from tests.conftest import simulate_file
 from tests.gadget.harness import read_acquisitions
 
@@ -52,6 +52,22 @@ def test_slices_complete_at_last_in_slice_and_match_the_file_reader(multi):
     assert [j.image_index_start for j in jobs] == [1, 4, 7]
 
 
+def test_numbering_starts_at_the_headers_first_slice_for_a_stream_and_a_file(multi):
+    """Slices 4..6 of a header whose slice limits are 4..6: images 1..9, the same from a stream and a whole series."""
+    header, acqs = read_acquisitions(multi)
+    header = header.replace(b"<slice><minimum>0</minimum><maximum>2</maximum>",
+                            b"<slice><minimum>4</minimum><maximum>6</maximum>")
+    for a in acqs:
+        h = a.getHead()
+        h.idx.slice += 4
+        a.setHead(h)
+    col = SliceCollector(header)
+    streamed = [j for a in acqs for j in col.add(a)]
+    whole = slice_jobs(assemble_series(header, acqs))
+    for jobs in (streamed, whole):
+        assert [(j.cine.slice_index, j.image_index_start, j.number) for j in jobs] == [(4, 1, 0), (5, 4, 1), (6, 7, 2)]
+
+
 def test_end_of_stream_completes_open_slices(multi):
     header, acqs = read_acquisitions(multi)
     last = 1 << (ismrmrd.ACQ_LAST_IN_SLICE - 1)
@@ -86,10 +102,30 @@ def test_non_radial_header_is_refused_at_once(multi):
         SliceCollector(header.replace(b">goldenangle<", b">cartesian<").replace(b">radial<", b">cartesian<"))
 
 
-def test_no_missing_slice_warning_per_slice(multi, caplog):
+def test_missing_slices_are_warned_about_once_at_the_end_not_per_slice(multi, caplog):
     header, acqs = read_acquisitions(multi)
     col = SliceCollector(header)
     with caplog.at_level("WARNING"):
         for a in acqs:
             col.add(a)
-    assert "declares slices" not in caplog.text
+        col.finish()
+    assert "declares slices" not in caplog.text  # every slice came
+    col = SliceCollector(header)
+    with caplog.at_level("WARNING"):
+        jobs = [j for a in acqs if a.getHead().idx.slice != 1 for j in col.add(a)]
+        assert "declares slices" not in caplog.text  # not while the stream runs
+        col.finish()
+    assert [j.cine.slice_index for j in jobs] == [0, 2]
+    assert caplog.text.count("declares slices 0..2 but slice(s) 1 have no imaging spokes") == 1
+
+
+def test_a_later_group_without_imaging_spokes_is_skipped_not_fatal(multi, caplog):
+    header, acqs = read_acquisitions(multi)
+    noise = [a for a in acqs if a.getHead().flags & (1 << (ismrmrd.ACQ_IS_NOISE_MEASUREMENT - 1))]
+    col = SliceCollector(header)
+    with pytest.raises(NoImagingData):
+        col.assemble(noise)  # nothing reconstructed yet: the stream's refusal
+    jobs = [j for a in acqs for j in col.add(a)]
+    with caplog.at_level("WARNING"):
+        assert col.assemble(noise) == []
+    assert len(jobs) == 3 and "without imaging spokes" in caplog.text

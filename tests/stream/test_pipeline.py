@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+
 import ismrmrd
 import numpy as np
 
@@ -22,6 +24,21 @@ def test_stream_images_equal_cli_images(tmp_path):
     assert main(["recon", str(raw), "-o", str(tmp_path / "cli.h5"), "--preset", "cpu-test", "--method", "adjoint",
                  "-q"]) == 0
     assert_same_images([im for o in outputs for im in o.images], read_images(tmp_path / "cli.h5")[1])
+
+
+def test_slice_output_pickles_losslessly(tmp_path):
+    """Server workers in child processes send SliceOutput back pickled: images arrive byte for byte."""
+    raw = simulate_file(tmp_path / "raw.h5", matrix=16, frames=3, coils=2, spokes=5)[0]
+    header, acqs = read_acquisitions(raw)
+    settings = ReconSettings.load("cpu-test", overrides=["method=adjoint"], complex_output=True)
+    (out,) = list(stream_images(header, acqs, settings))
+    out.images[1].attribute_string = "<ismrmrdMeta><meta><name>k</name><value>v</value></meta></ismrmrdMeta>"
+    back = pickle.loads(pickle.dumps(out))
+    assert back.job.image_index_start == out.job.image_index_start
+    np.testing.assert_array_equal(back.result.images, out.result.images)
+    for a, b in zip(back.images, out.images):
+        assert bytes(a.getHead()) == bytes(b.getHead()) and a.attribute_string == b.attribute_string
+        assert a.data.dtype == b.data.dtype and np.array_equal(a.data, b.data)
 
 
 def test_complex_output_and_series_index(tmp_path):

@@ -1,7 +1,7 @@
 """``dainr serve``: an MRD/Gadgetron streaming server that reconstructs radial cines slice by slice.
 
 Per connection (a thread): read the config message and the header, then the acquisitions; every slice completed
-(``ACQ_LAST_IN_SLICE`` or CLOSE) is validated and queued for the devices (:mod:`dainr.stream.workers`); a sender
+(``ACQ_LAST_IN_SLICE`` or CLOSE) is validated and queued for the devices (:mod:`dainr.server.workers`); a sender
 thread streams each slice's images back as soon as it is done, in slice order; after the last slice the server sends
 CLOSE. An error (unknown config, refused data, malformed message, failed reconstruction) is answered with one TEXT
 line ``ERROR: ...`` and CLOSE; a client that disappears has its queued slices dropped and its running slice
@@ -24,12 +24,12 @@ from pathlib import Path
 from typing import Iterator
 
 from dainr.config import DEFAULT_PRESET
-from dainr.errors import ConfigError, DainrError
-from dainr.stream import protocol as mrd
-from dainr.stream.config_names import settings_for_name, settings_for_text
+from dainr.errors import ConfigError, DainrError, error_line
+from dainr.server.config_names import settings_for_name, settings_for_text
+from dainr.server.workers import QueuedSlice, WorkerPool
+from dainr.stream import protocol
 from dainr.stream.pipeline import new_collector
 from dainr.stream.settings import ReconSettings
-from dainr.stream.workers import JobCancelled, QueuedSlice, WorkerPool
 
 log = logging.getLogger("dainr.serve")
 
@@ -69,7 +69,7 @@ class ServerOptions:
     max_jobs: int = 8
     default_config: str = DEFAULT_PRESET
     config_dirs: list[Path] = field(default_factory=list)
-    limits: mrd.Limits = field(default_factory=mrd.Limits)
+    limits: protocol.Limits = field(default_factory=protocol.Limits)
     grace_s: float = 60.0
 
 
@@ -81,7 +81,7 @@ class _Session:
         self.sock = sock
         self.peer = peer
         self.name = f"conn {number} ({peer})"
-        self.reader = mrd.MessageReader(sock, server.options.limits)
+        self.reader = protocol.MessageReader(sock, server.options.limits)
         self.cancel = threading.Event()
         self.failure: BaseException | None = None
         self.outbox: queue.Queue[QueuedSlice | None] = queue.Queue()
@@ -116,9 +116,9 @@ class _Session:
             if self.cancel.is_set():
                 return
             try:
-                self._send(b"".join(mrd.frame_item(im) for im in out.images))
+                self._send(b"".join(protocol.frame_item(im) for im in out.images))
             except OSError as exc:
-                self._fail(mrd.PeerClosed(f"the client went away while receiving images ({exc})"))
+                self._fail(protocol.PeerClosed(f"the client went away while receiving images ({exc})"))
                 return
             self.images += len(out.images)
             if self.first_image is None:
@@ -134,12 +134,12 @@ class _Session:
             self.sock.shutdown(socket.SHUT_RD)  # wake the reader
 
     # -- receiving -------------------------------------------------------------------------------------------------
-    def _settings(self, first: mrd.Message) -> ReconSettings:
+    def _settings(self, first: protocol.Message) -> ReconSettings:
         opts = self.server.options
-        if first.id == mrd.CONFIG_FILE:
+        if first.id == protocol.CONFIG_FILE:
             log.info("%s: config %r", self.name, first.value)
             return settings_for_name(first.value, self.server.default_settings, opts.config_dirs)
-        if first.id == mrd.CONFIG_TEXT:
+        if first.id == protocol.CONFIG_TEXT:
             log.info("%s: config text (%d characters)", self.name, len(first.value))
             return settings_for_text(first.value, opts.default_config, opts.config_dirs)
         log.info("%s: no config message; using the default", self.name)
@@ -154,23 +154,23 @@ class _Session:
             self.outbox.put(item)
 
     def _read_stream(self) -> int:
-        first = self.reader.read_message(frozenset({mrd.CONFIG_FILE, mrd.CONFIG_TEXT, mrd.HEADER}))
+        first = self.reader.read_message(frozenset({protocol.CONFIG_FILE, protocol.CONFIG_TEXT, protocol.HEADER}))
         log.info("%s: connected", self.name)
         settings = self._settings(first)
-        header = first if first.id == mrd.HEADER else self.reader.read_message(frozenset({mrd.HEADER}))
+        header = first if first.id == protocol.HEADER else self.reader.read_message(frozenset({protocol.HEADER}))
         collector = new_collector(header.value, settings)
         log.info("%s: %s, method %s", self.name, settings.source, settings.config.method)
         self.sender.start()
-        allowed = frozenset({mrd.ACQUISITION, mrd.WAVEFORM, mrd.IMAGE, mrd.TEXT, mrd.CLOSE})
+        allowed = frozenset({protocol.ACQUISITION, protocol.WAVEFORM, protocol.IMAGE, protocol.TEXT, protocol.CLOSE})
         while True:
             msg = self.reader.read_message(allowed)
             if self.failure is not None:
                 raise self.failure
-            if msg.id == mrd.CLOSE:
+            if msg.id == protocol.CLOSE:
                 break
-            if msg.id == mrd.ACQUISITION:
+            if msg.id == protocol.ACQUISITION:
                 self._submit(collector.add(msg.value), settings)
-            elif msg.id == mrd.TEXT:
+            elif msg.id == protocol.TEXT:
                 log.info("%s: text message ignored: %.200s", self.name, msg.value)
         self._submit(collector.finish(), settings)
         return collector.acquisitions
@@ -183,7 +183,7 @@ class _Session:
             self.sender.join()
             if self.failure is not None:
                 raise self.failure
-            self._send(mrd.frame_close())
+            self._send(protocol.frame_close())
             log.info("%s: done: %d acquisitions, %d slice(s), %d images in %.2f s (first images after %s)", self.name,
                      acquisitions, self.queued, self.images, time.perf_counter() - self.t0,
                      f"{self.first_image:.2f} s" if self.first_image is not None else "-")
@@ -197,25 +197,18 @@ class _Session:
         self.outbox.put(None)
         if self.sender.is_alive():
             self.sender.join()
-        if isinstance(exc, mrd.PeerClosed) and not exc.truncated and not self.server.stopping:
+        if isinstance(exc, protocol.PeerClosed) and not exc.truncated and not self.server.stopping:
             if self.reader.bytes_read == 0:
                 log.debug("%s: closed without sending anything (a health check?)", self.name)
             else:
                 log.warning("%s: %s; cancelled its %d queued slice(s)", self.name, exc, self.queued)
             return
-        if isinstance(exc, DainrError):
-            text = str(exc)
-        elif isinstance(exc, mrd.PeerClosed):
-            text = str(exc)
-        elif isinstance(exc, JobCancelled):
-            text = "the reconstruction was cancelled"
-        else:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            text = f"internal error: {type(exc).__name__}: {first}".rstrip(": ")
+        text = error_line(exc)
+        if not isinstance(exc, DainrError):
             log.debug("%s: traceback", self.name, exc_info=exc)
         log.warning("%s: error: %s", self.name, text)
         with contextlib.suppress(OSError):
-            self._send(mrd.frame_text(mrd.error_line(text)) + mrd.frame_close())
+            self._send(protocol.frame_text(protocol.error_line(text)) + protocol.frame_close())
 
     def _close(self) -> None:
         """Half-close, let the client read the reply (draining what it still sends, briefly), then close."""
@@ -320,9 +313,9 @@ class ReconServer:
     @staticmethod
     def _refuse(session: _Session) -> None:
         with contextlib.suppress(OSError):
-            session._send(mrd.frame_text(mrd.error_line(
+            session._send(protocol.frame_text(protocol.error_line(
                 f"server busy: {session.server.options.max_jobs} jobs in progress (--max-jobs); retry later"))
-                + mrd.frame_close())
+                + protocol.frame_close())
         session._close()
 
     def _reap(self) -> None:

@@ -1,7 +1,7 @@
 """The server's reconstruction queue: one worker per device, one optimisation per device at a time.
 
 Slices from every connection wait in one FIFO queue. Each device has one worker that takes the next slice, runs
-:func:`dainr.stream.reconstruct_job` on its device (holding the cross-process GPU lock of
+:func:`dainr.stream.reconstruct_slice` on its device (which holds the cross-process GPU lock of
 :mod:`dainr.stream.device_lock`) and resolves the slice's future. With one device the worker is a thread of the
 server; with several (or ``isolate=True``) each worker is a child process, because :func:`dainr.recon.reconstruct`
 seeds PyTorch's process-global random generators and two optimisations in one process would disturb each other's
@@ -20,20 +20,24 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from dainr.errors import DainrError
+from dainr.errors import DainrError, error_line
 from dainr.stream.collector import SliceJob
-from dainr.stream.pipeline import SliceOutput, reconstruct_job
+from dainr.stream.pipeline import SliceOutput, reconstruct_slice
 from dainr.stream.settings import ReconSettings
 
 log = logging.getLogger(__name__)
 
 
-class JobCancelled(Exception):
+class JobCancelled(DainrError):
     """The slice's connection went away (or the server is shutting down) before it finished."""
 
+    def __init__(self, message: str = "the reconstruction was cancelled") -> None:
+        super().__init__(message)
 
-class WorkerError(RuntimeError):
-    """A reconstruction failed in a worker process with an unexpected error (its type and first line)."""
+
+class WorkerError(DainrError):
+    """A worker process died, or its reconstruction failed unexpectedly (the message is that failure's
+    :func:`~dainr.errors.error_line`)."""
 
 
 @dataclass
@@ -63,18 +67,15 @@ class QueuedSlice:
 def _check(cancel: Any):
     def progress(step: int, total: int, message: str) -> None:
         if cancel.is_set():
-            raise JobCancelled("cancelled")
+            raise JobCancelled()
 
     return progress
 
 
-def _run(item: QueuedSlice, device: str, cancel: Any) -> SliceOutput:
-    from dainr.stream.device_lock import gpu_lock
-
-    with gpu_lock(device):
-        if cancel.is_set():
-            raise JobCancelled("cancelled")
-        return reconstruct_job(item.job, item.settings, progress=_check(cancel), device=device)
+def _run(job: SliceJob, settings: ReconSettings, device: str, cancel: Any) -> SliceOutput:
+    if cancel.is_set():
+        raise JobCancelled()
+    return reconstruct_slice(job, settings, progress=_check(cancel), device=device)
 
 
 def _free_cache(device: str) -> None:
@@ -92,17 +93,13 @@ def _process_main(conn: Any, device: str, cancel: Any) -> None:
             return
         job, settings = msg
         try:
-            item = QueuedSlice(job=job, settings=settings, label="", cancel=threading.Event())
-            out = _run(item, device, cancel)
-            # Only the result travels back; the parent builds the images (ismrmrd.Image objects do not pickle).
-            conn.send(("ok", out.result))
+            conn.send(("ok", _run(job, settings, device, cancel)))
         except JobCancelled:
             conn.send(("cancelled", ""))
         except DainrError as exc:
             conn.send(("dainr", exc))
         except Exception as exc:  # noqa: BLE001 - reported to the parent as one line
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            conn.send(("error", f"{type(exc).__name__}: {first}"))
+            conn.send(("error", error_line(exc)))
         finally:
             _free_cache(device)
 
@@ -141,7 +138,7 @@ class _Worker:
                 break
             if item.cancel.is_set() or not item.future.set_running_or_notify_cancel():
                 if not item.future.done():
-                    item.future.set_exception(JobCancelled("cancelled"))
+                    item.future.set_exception(JobCancelled())
                 continue
             self.current = item
             waited = time.perf_counter() - item.submitted
@@ -171,13 +168,11 @@ class _Worker:
 
     def _run_here(self, item: QueuedSlice) -> SliceOutput:
         try:
-            return _run(item, self.device, item.cancel)
+            return _run(item.job, item.settings, self.device, item.cancel)
         finally:
             _free_cache(self.device)
 
     def _run_isolated(self, item: QueuedSlice) -> SliceOutput:
-        from dainr.mrd import to_images
-
         self.cancel.clear()
         if self.process is None or not self.process.is_alive():
             self._spawn()
@@ -199,15 +194,12 @@ class _Worker:
             raise WorkerError(f"the worker process for {self.device} died (exit code {code}); it was restarted") \
                 from None
         if status == "cancelled":
-            raise JobCancelled("cancelled")
+            raise JobCancelled()
         if status == "dainr":
             raise value
         if status == "error":
             raise WorkerError(value)
-        images = to_images(item.job.cine, value.images, series_index=item.settings.series_index,
-                           complex_output=item.settings.complex_output,
-                           image_index_start=item.job.image_index_start)
-        return SliceOutput(job=item.job, images=images, result=value)
+        return value
 
 
 class WorkerPool:

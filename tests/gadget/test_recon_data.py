@@ -10,7 +10,8 @@ from gadgetron.types.recon_data import read_recon_data, write_recon_data
 
 from dainr.errors import InputError
 from dainr.mrd import read_raw
-from dainr.stream import SliceCollector, recon_data_to_acquisitions
+from dainr.stream import SliceCollector
+from gadget.recon_data import recon_data_to_acquisitions
 from tests.conftest import simulate_file
 from tests.gadget.harness import bucket_to_buffer, read_acquisitions
 

@@ -2,8 +2,10 @@
 
 It sends what ``gadgetron_ismrmrd_client`` and python-ismrmrd-server's ``client.py`` send — CONFIG_FILE (a name) or
 CONFIG_TEXT, HEADER (the file's ``/dataset/xml`` bytes exactly as stored), every acquisition, CLOSE — from a sender
-thread, while this thread reads images, TEXT and CLOSE. It stores the images like ``gadgetron_ismrmrd_client``: one
-HDF5 group per run (default: the date and time), ``image_<series>`` variables, the header in ``<group>/xml``.
+thread, while this thread reads images, TEXT and CLOSE. The file is read by :func:`dainr.mrd.read_acquisitions`; the
+images are stored (by ``dainr replay``, through :func:`dainr.mrd.write_images` with ``new_group``) like
+``gadgetron_ismrmrd_client`` stores them: one HDF5 group per run (default: the date and time), ``image_<series>``
+variables, the header in ``<group>/xml``.
 
 Config, acquisitions and CLOSE go through ismrmrd-python's ``ProtocolSerializer`` (ismrmrd ≥ 1.14.2). The HEADER is
 framed here, because the serializer re-serialises a parsed header instead of sending the stored bytes; the reply is
@@ -20,17 +22,14 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-import h5py
-import ismrmrd
+from dainr.errors import DainrError, one_line
+from dainr.mrd import read_acquisitions
+from dainr.stream import protocol
 
-from dainr.errors import DainrError, InputError
-from dainr.mrd import write_images
-from dainr.mrd.acquisitions import AcquisitionTable, header_of
-from dainr.mrd.header import without_version
-from dainr.stream import protocol as mrd
+if TYPE_CHECKING:
+    import ismrmrd
 
 try:  # ismrmrd >= 1.14.2
     from ismrmrd.serialization import ConfigFile, ConfigText, ProtocolSerializer
@@ -67,41 +66,6 @@ class ReplayResult:
     first_image_s: float | None = None
 
 
-def read_raw_stream(path: str | os.PathLike, group: str = "dataset") -> tuple[bytes, list[ismrmrd.Acquisition]]:
-    """The header bytes and the acquisitions of a raw file, opened read-only.
-
-    Raises
-    ------
-    InputError
-        One line naming what is wrong with the file.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: file not found: give the ISMRMRD raw data file (.h5)")
-    if not h5py.is_hdf5(str(path)):
-        raise InputError(f"{path} is not an HDF5 file: give an ISMRMRD raw data file")
-    group = group.strip("/") or "dataset"
-    try:
-        with h5py.File(str(path), "r") as f:
-            grp = f.get(group)
-            if not isinstance(grp, h5py.Group) or "xml" not in grp or "data" not in grp:
-                raise InputError(f"{path} has no /{group}/xml and /{group}/data: give an ISMRMRD raw data file "
-                                 "(or the group that holds it)")
-            node = grp["xml"]
-            xml = node[()] if node.shape in ((), None) else node[0]
-            records = grp["data"][...]
-    except OSError as exc:
-        raise InputError(f"{path} cannot be read ({exc}): the HDF5 file is corrupt or truncated") from None
-    xml = xml.encode("utf-8") if isinstance(xml, str) else bytes(xml)
-    try:
-        table = AcquisitionTable.from_records(records)
-        acqs = [ismrmrd.Acquisition(header_of(table, i), table.samples(i), table.trajectory(i))
-                for i in range(len(table))]
-    except (ValueError, KeyError) as exc:
-        raise InputError(f"{path}: /{group}/data is not a consistent ISMRMRD acquisition table ({exc})") from None
-    return xml.rstrip(b"\0"), acqs
-
-
 class _Sender(threading.Thread):
     """Writes the request; stops quietly when the server closes early (its reply says why)."""
 
@@ -122,7 +86,7 @@ class _Sender(threading.Thread):
                 ser = ProtocolSerializer(stream)
                 ser.serialize(ConfigText(self.config_text) if self.config_text is not None
                               else ConfigFile(self.config or "default"))
-                stream.write(mrd.frame_text(self.header, mrd.HEADER))
+                stream.write(protocol.frame_text(self.header, protocol.HEADER))
                 for acq in self.acquisitions:
                     if self.stop.is_set():
                         return
@@ -130,15 +94,15 @@ class _Sender(threading.Thread):
                     self.sent += 1
                 ser.close()  # CLOSE and flush
             else:
-                stream.write(mrd.frame_text(self.config_text, mrd.CONFIG_TEXT) if self.config_text is not None
-                             else mrd.frame_config_file(self.config or "default"))
-                stream.write(mrd.frame_text(self.header, mrd.HEADER))
+                stream.write(protocol.frame_text(self.config_text, protocol.CONFIG_TEXT) if self.config_text is not None
+                             else protocol.frame_config_file(self.config or "default"))
+                stream.write(protocol.frame_text(self.header, protocol.HEADER))
                 for acq in self.acquisitions:
                     if self.stop.is_set():
                         return
-                    stream.write(mrd.frame_item(acq))
+                    stream.write(protocol.frame_item(acq))
                     self.sent += 1
-                stream.write(mrd.frame_close())
+                stream.write(protocol.frame_close())
             stream.flush()
         except OSError as exc:
             self.error = exc
@@ -174,7 +138,7 @@ def replay(path: str | os.PathLike, host: str, port: int, config: str | None = "
     InputError
         The raw file cannot be read.
     """
-    header, acqs = read_raw_stream(path, group)
+    header, acqs = read_acquisitions(path, group)
     t0 = time.perf_counter()
     try:
         sock = socket.create_connection((host, port), timeout=min(timeout, 30.0))
@@ -183,8 +147,8 @@ def replay(path: str | os.PathLike, host: str, port: int, config: str | None = "
                           "Gadgetron) running there?") from None
     result = ReplayResult(header_xml=header)
     sender = _Sender(sock, config, config_text, header, acqs, use_serializer)
-    reader = mrd.MessageReader(sock, mrd.Limits(idle_timeout_s=timeout), peer="the server")
-    allowed = frozenset({mrd.IMAGE, mrd.TEXT, mrd.ERROR, mrd.RESPONSE, mrd.CLOSE})
+    reader = protocol.MessageReader(sock, protocol.Limits(idle_timeout_s=timeout), peer="the server")
+    allowed = frozenset({protocol.IMAGE, protocol.TEXT, protocol.ERROR, protocol.RESPONSE, protocol.CLOSE})
     errors: list[str] = []
     sender.start()
     last = 0.0
@@ -192,22 +156,22 @@ def replay(path: str | os.PathLike, host: str, port: int, config: str | None = "
         while True:
             try:
                 msg = reader.read_message(allowed)
-            except mrd.PeerClosed as exc:
+            except protocol.PeerClosed as exc:
                 raise ServerError(str(exc)) from None  # names the server and what was cut short
-            except mrd.ProtocolError as exc:
+            except protocol.ProtocolError as exc:
                 raise ServerError(f"bad reply from the server: {exc}") from None
-            if msg.id == mrd.CLOSE:
+            if msg.id == protocol.CLOSE:
                 break
-            if msg.id == mrd.IMAGE:
+            if msg.id == protocol.IMAGE:
                 result.images.append(msg.value)
                 if result.first_image_s is None:
                     result.first_image_s = time.perf_counter() - t0
-            elif msg.id == mrd.ERROR or (msg.id == mrd.TEXT and "ERROR" in msg.value.upper()):
-                errors.append(" ".join(msg.value.split()))
-            elif msg.id == mrd.TEXT:
+            elif msg.id == protocol.ERROR or (msg.id == protocol.TEXT and "ERROR" in msg.value.upper()):
+                errors.append(one_line(msg.value))
+            elif msg.id == protocol.TEXT:
                 result.texts.append(msg.value)
             now = time.perf_counter()
-            if progress is not None and (msg.id == mrd.IMAGE or now - last > 1.0):
+            if progress is not None and (msg.id == protocol.IMAGE or now - last > 1.0):
                 last = now
                 progress(sender.sent, len(acqs), len(result.images))
     finally:
@@ -230,35 +194,3 @@ def replay(path: str | os.PathLike, host: str, port: int, config: str | None = "
 def default_group() -> str:
     """``gadgetron_ismrmrd_client``'s default output group: the local date and time."""
     return time.strftime("%Y-%m-%d %H:%M:%S")
-
-
-def store_images(path: str | os.PathLike, images: list[ismrmrd.Image], group: str,
-                 header_xml: bytes | None = None) -> Path:
-    """Write the images as ``<group>/image_<series>``; a new file atomically, an existing one gets a new group.
-
-    Raises
-    ------
-    InputError
-        When the group already exists in the file, or the file is not HDF5.
-    """
-    path = Path(path)
-    if not path.exists():
-        return write_images(path, images, group=group, header_xml=header_xml)
-    if not h5py.is_hdf5(str(path)):
-        raise InputError(f"{path} exists and is not an HDF5 file: choose another output file")
-    with h5py.File(str(path), "r") as f:
-        if group in f:
-            raise InputError(f"{path} already has a group {group!r}: choose another --group")
-    shapes: dict[int, tuple] = {}
-    for img in images:
-        if shapes.setdefault(int(img.image_series_index), img.data.shape) != img.data.shape:
-            raise InputError(f"images of series {img.image_series_index} differ in shape")
-    dset = ismrmrd.Dataset(str(path), group, True)
-    try:
-        if header_xml is not None:
-            dset.write_xml_header(without_version(header_xml))
-        for img in images:
-            dset.append_image(f"image_{int(img.image_series_index)}", img)
-    finally:
-        dset.close()
-    return path

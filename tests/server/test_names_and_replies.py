@@ -11,7 +11,7 @@ import pytest
 from dainr.cli import main
 from dainr.config import load_config
 from dainr.errors import ConfigError
-from dainr.stream.config_names import settings_for_name
+from dainr.server.config_names import settings_for_name
 from dainr.stream.settings import ReconSettings
 from tests.conftest import simulate_file
 
