@@ -30,6 +30,10 @@ RADIAL_TRAJECTORIES = ("radial", "goldenangle")
 #: Encoding-limit names read from the header; the others are advisory and ignored.
 _LIMIT_NAMES = ("kspace_encoding_step_1", "slice", "phase")
 
+#: Largest value an encoding counter (``idx.slice``, ``idx.phase``, ``idx.kspace_encode_step_1``) can hold: they are
+#: uint16 fields of the acquisition header, so a header limit above it can never be met by data.
+MAX_COUNTER = 65535
+
 #: H1 resonance frequency of a nominal 3 T system (2.89 T), Hz.
 DEFAULT_H1_HZ = 123_200_000
 
@@ -283,6 +287,9 @@ def encoding_info(header: xsd.ismrmrdHeader) -> EncodingInfo:
             hi = _number(lim.maximum, int, f"encodingLimits/{name} maximum")
             if hi < lo:
                 raise InputError(f"encodingLimits/{name} has maximum {hi} below minimum {lo}: fix the header")
+            if lo < 0 or hi > MAX_COUNTER:
+                raise InputError(f"encodingLimits/{name} is {lo}..{hi}, outside 0..{MAX_COUNTER}, the range of the "
+                                 f"acquisitions' uint16 idx counters: fix encodingLimits/{name} in the header")
             limits[name] = (lo, hi)
     desc = getattr(enc, "trajectoryDescription", None)
     identifier = getattr(desc, "identifier", None) if desc is not None else None

@@ -329,6 +329,11 @@ def assemble_table(info: EncodingInfo, table: AcquisitionTable,
         arrival = np.flatnonzero(slices == s)  # this slice's spokes in arrival order
         if binning is not None:
             check.check_binning(int(s), len(arrival), binning.spokes_per_frame)
+            check.check_allocation(
+                int(s), binning.frames_for(len(arrival)), binning.spokes_per_frame, n_samples, n_channels,
+                len(arrival), f"binning {binning.spokes_per_frame} spokes per frame every {binning.step} spoke(s)",
+                f"use a binning.stride of at least {-(-binning.spokes_per_frame // check.MAX_EXPANSION)} "
+                "(fewer overlapping frames) or fewer spokes per frame")
             pick, frame = binning.members(len(arrival))
             sel = arrival[pick]
             slice_frames = int(frame[-1]) + 1
@@ -352,6 +357,9 @@ def assemble_table(info: EncodingInfo, table: AcquisitionTable,
         starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
         spoke = np.arange(len(sel)) - starts[frame]
         n_spokes = int(counts.max())
+        check.check_allocation(int(s), slice_frames, n_spokes, n_samples, n_channels, len(arrival),
+                               f"padding {slice_frames} frames of {int(counts.min())}..{n_spokes} spokes to the longest",
+                               "send frames with similar numbers of spokes (or fewer frames)")
         src = rows[sel]
 
         kspace = np.zeros((slice_frames, n_channels, n_spokes, n_samples), np.complex64)

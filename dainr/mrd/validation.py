@@ -20,6 +20,15 @@ log = logging.getLogger(__name__)
 #: Tolerance on |k| ≤ 0.5 cycles/pixel for a stored ``traj``.
 TRAJ_TOLERANCE = 0.01
 
+#: A slice's k-space array may be at most this many times the spokes received: padding every frame to the longest
+#: one, or a sliding-window binning that repeats spokes, must not turn a small input into a huge allocation.
+MAX_EXPANSION = 8
+#: ... unless the array stays below this size (small inputs may be padded freely), bytes.
+EXPANSION_FLOOR_BYTES = 64 << 20
+#: At most this many samples per coil in one slice (frames × spokes × samples), whatever the input: 2^28, i.e. 2 GiB
+#: of complex64 k-space per coil.
+MAX_SLICE_SAMPLES = 1 << 28
+
 
 def _list(values: np.ndarray, limit: int = 5) -> str:
     vals = [int(v) for v in np.unique(values)]
@@ -78,9 +87,28 @@ def check_traj_range(traj: np.ndarray) -> None:
                          "it from the header")
 
 
+def _missing(lo: int, hi: int, present: np.ndarray, limit: int = 5) -> tuple[int, str]:
+    """How many of ``lo..hi`` are not in ``present`` (sorted, unique), and the first few of them; the work is bounded by
+    the values present, never by the width of ``lo..hi`` (a header may claim 65536 of them)."""
+    inside = present[(present >= lo) & (present <= hi)]
+    count = (hi - lo + 1) - len(inside)
+    first: list[int] = []
+    candidate, have = lo, iter(inside.tolist() + [hi + 1])
+    nxt = next(have)
+    while len(first) < min(count, limit):
+        if candidate == nxt:
+            nxt = next(have)
+        else:
+            first.append(candidate)
+        candidate += 1
+    shown = ", ".join(str(v) for v in first)
+    return count, shown + (f", ... ({count} values)" if count > len(first) else "")
+
+
 def check_slices(info: EncodingInfo, slices: np.ndarray, whole_series: bool = True) -> np.ndarray:
-    """Sorted slice numbers present; refuse any outside the header's slice limit. Absent slices only warn, and only
-    when ``slices`` are the whole series (not one group of a stream, whose other slices come in other groups)."""
+    """Sorted slice numbers present; the header's slice limits bind both ways (INPUT_POLICY.md rule 5): a slice
+    outside them is refused, and so is a slice within them that has no imaging spokes, when ``slices`` are the whole
+    series (one group of a stream holds only its own slices: :func:`check_missing_slices` runs at the stream's end)."""
     present = np.unique(slices)
     if "slice" in info.limits:
         lo, hi = info.limits["slice"]
@@ -89,23 +117,23 @@ def check_slices(info: EncodingInfo, slices: np.ndarray, whole_series: bool = Tr
             raise InputError(f"idx.slice {_list(bad)} is outside the header's slice limits {lo}..{hi}: fix "
                              "encodingLimits/slice in the header or idx.slice in the acquisitions")
     if whole_series:
-        warn_missing_slices(info, present)
+        check_missing_slices(info, present)
     return present
 
 
-def warn_missing_slices(info: EncodingInfo, present: Iterable[int]) -> None:
-    """Warn (once) about slices within the header's slice limits that had no imaging spokes."""
+def check_missing_slices(info: EncodingInfo, present: Iterable[int]) -> None:
+    """Refuse a series in which a slice within the header's slice limits has no imaging spokes."""
     if "slice" not in info.limits:
         return
     lo, hi = info.limits["slice"]
-    missing = np.setdiff1d(np.arange(lo, hi + 1), np.asarray(list(present), dtype=np.int64))
-    if missing.size:
-        log.warning("the header declares slices %d..%d but slice(s) %s have no imaging spokes; "
-                    "reconstructing the slices present", lo, hi, _list(missing))
+    count, shown = _missing(lo, hi, np.unique(np.fromiter(present, dtype=np.int64)))
+    if count:
+        raise InputError(f"the header declares slices {lo}..{hi} (encodingLimits/slice) but slice(s) {shown} have "
+                         "no imaging spokes: send every slice, or fix encodingLimits/slice in the header")
 
 
 def phase_range(info: EncodingInfo, phases: np.ndarray) -> tuple[int, int]:
-    """``(first, last)`` phase of the series: the header's limits (binding) or the data's range."""
+    """``(first, last)`` phase of the series: the header's limits (binding both ways) or the data's range."""
     if "phase" not in info.limits:
         return int(phases.min()), int(phases.max())
     lo, hi = info.limits["phase"]
@@ -117,7 +145,31 @@ def phase_range(info: EncodingInfo, phases: np.ndarray) -> tuple[int, int]:
         raise InputError(f"all imaging spokes have idx.phase = {int(phases[0])} but the header declares "
                          f"{hi - lo + 1} cardiac phases: number the cine frames in idx.phase, or set "
                          "encodingLimits/phase maximum to 0 for a single frame")
+    count, shown = _missing(lo, hi, np.unique(phases))
+    if count:  # checked here, before anything is sized by the header's limits
+        raise InputError(f"there are no spokes in idx.phase {shown} although the header declares cardiac phases "
+                         f"{lo}..{hi} (encodingLimits/phase): send every frame, or fix encodingLimits/phase")
     return lo, hi
+
+
+def _size(n_bytes: float) -> str:
+    return f"{n_bytes / 2**20:,.0f} MiB" if n_bytes < 2**30 else f"{n_bytes / 2**30:.1f} GiB"
+
+
+def check_allocation(slice_index: int, frames: int, spokes: int, samples: int, channels: int, received: int,
+                     cause: str, fix: str) -> None:
+    """Refuse, before it is allocated, a slice's ``(frames, channels, spokes, samples)`` k-space that exceeds
+    :data:`MAX_SLICE_SAMPLES` per coil, or that is more than :data:`MAX_EXPANSION` times the ``received`` spokes
+    (and above :data:`EXPANSION_FLOOR_BYTES`). ``cause`` says why it grows (e.g. padding), ``fix`` what to do."""
+    per_coil = frames * spokes * samples
+    if per_coil > MAX_SLICE_SAMPLES:
+        raise InputError(f"slice {slice_index} would hold {frames} frames x {spokes} spokes x {samples} samples = "
+                         f"{per_coil:,} samples per coil, more than the limit of {MAX_SLICE_SAMPLES:,}: {fix}")
+    need = per_coil * channels * 8
+    got = received * samples * channels * 8
+    if need > EXPANSION_FLOOR_BYTES and need > MAX_EXPANSION * got:
+        raise InputError(f"slice {slice_index}: {cause} would take {_size(need)} of k-space for {_size(got)} of "
+                         f"spokes received (more than {MAX_EXPANSION} times): {fix}")
 
 
 def check_realtime(info: EncodingInfo, phases: np.ndarray, spokes_per_frame: int) -> None:

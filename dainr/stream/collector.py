@@ -18,7 +18,7 @@ from dainr.errors import NoImagingData
 from dainr.mrd import (Binning, RawSeries, TrajectoryOverride, assemble_series, encoding_info, image_index_start,
                        parse_header)
 from dainr.mrd.acquisitions import LAST_IN_SLICE, NOISE_MEASUREMENT, AcquisitionLike
-from dainr.mrd.validation import warn_missing_slices
+from dainr.mrd.validation import check_missing_slices
 
 log = logging.getLogger(__name__)
 
@@ -112,13 +112,13 @@ class SliceCollector:
         return self._jobs(list(acquisitions))
 
     def finish(self) -> list[SliceJob]:
-        """End of stream: the slices still open, in ``idx.slice`` order; a warning names the header's slices that
-        never came (as ``dainr recon`` warns).
+        """End of stream: the slices still open, in ``idx.slice`` order.
 
         Raises
         ------
         InputError
-            When the whole stream held no imaging acquisition (the same refusal as ``dainr recon``).
+            When the whole stream held no imaging acquisition, or a slice within the header's slice limits never
+            came (the same refusals as ``dainr recon``; INPUT_POLICY.md rule 5).
         """
         jobs: list[SliceJob] = []
         for s in sorted(self._open):
@@ -127,7 +127,7 @@ class SliceCollector:
             # Nothing was ever reconstructed: let the assembler refuse with the CLI's message.
             assemble_series(self.header, list(self._noise), header_xml=self.header_xml,
                             trajectory_override=self.trajectory_override, binning=self.binning)
-        warn_missing_slices(self._info, self._slices)
+        check_missing_slices(self._info, self._slices)
         return jobs
 
     def _complete(self, s: int) -> list[SliceJob]:

@@ -17,7 +17,7 @@ from dainr.mrd import TrajectoryOverride, assemble_series, header_to_xml, read_r
 from dainr.mrd.raw_writer import TICK_MS
 from dainr.physics import radial_trajectory
 
-from .helpers import COILS, FRAMES, NS, SPOKES, header_for, make_noise, make_slices, read_acquisitions
+from .helpers import COILS, FRAMES, NS, SPOKES, assert_refused, header_for, make_noise, make_slices, read_acquisitions
 
 
 def _heads(path):
@@ -274,14 +274,12 @@ def test_write_is_atomic(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.h5"]
 
 
-def test_missing_slice_warns_and_keeps_the_others(tmp_path, caplog):
+def test_missing_slice_is_refused(tmp_path):
+    """INPUT_POLICY.md rule 5: the header's slice limits bind both ways."""
     slices = make_slices(n_slices=3)
     path = tmp_path / "gap.h5"
     write_raw(path, header_for(slices), [slices[0], slices[2]])
-    with caplog.at_level(logging.WARNING):
-        series = read_raw(path)
-    assert [c.slice_index for c in series.slices] == [0, 2]
-    assert any("no imaging spokes" in r.message for r in caplog.records)
+    assert_refused(lambda: read_raw(path), "declares slices 0..2", "slice(s) 1 have no imaging spokes")
 
 
 def test_unknown_override_kind_is_a_config_error(good_file):

@@ -241,3 +241,78 @@ def test_header_limits_absent_are_derived(tmp_path, good_acqs):
     hdr.encoding[0].encodingLimits.slice = None
     series = assemble_series(header_to_xml(hdr), acqs)
     assert series.slices[0].n_frames == FRAMES
+
+
+# -- limits bind both ways, allocations are bounded before they happen (issue 19 item 2) ------------------------------
+
+def _limit(xml: bytes, name: str, maximum: int) -> bytes:
+    text = xml.decode()
+    start = text.index(f"<{name}>")
+    end = text.index(f"</{name}>", start)
+    return (text[:start] + f"<{name}><minimum>0</minimum><maximum>{maximum}</maximum><center>0</center>"
+            + text[end:]).encode()
+
+
+def test_slice_limit_above_the_slices_present(tmp_path, good_acqs):
+    xml, acqs = good_acqs
+    _refused_both_ways(tmp_path, _limit(xml, "slice", 1), acqs, "declares slices 0..1", "slice(s) 1 have no imaging")
+
+
+@pytest.mark.parametrize("name", ["phase", "slice", "kspace_encoding_step_1"])
+def test_header_limit_beyond_the_uint16_counters(tmp_path, good_acqs, name):
+    xml, acqs = good_acqs
+    _refused_both_ways(tmp_path, _limit(xml, name, 10**7), acqs, f"encodingLimits/{name} is 0..10000000",
+                       "outside 0..65535")
+
+
+@pytest.mark.parametrize("name", ["phase", "slice"])
+def test_huge_limits_cost_memory_of_the_data_not_of_the_limits(good_acqs, name):
+    """A header claiming 65536 phases (or slices) for a tiny series is refused without arrays sized by the claim."""
+    import tracemalloc
+
+    xml, acqs = good_acqs
+    xml = _limit(xml, name, 65535)
+    tracemalloc.start()
+    try:
+        assert_refused(lambda: assemble_series(xml, acqs), "65535",
+                       "no spokes in idx.phase" if name == "phase" else "no imaging spokes")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 2 << 20, f"{peak / 2**20:.1f} MiB allocated to refuse it"
+
+
+def _spokes(template, n: int, phase_of=lambda i: 0) -> list:
+    """``n`` imaging spokes shaped like ``template`` (counter i, idx.phase ``phase_of(i)``, no LAST flags)."""
+    out = []
+    for i in range(n):
+        a = _with_head(template, idx={"kspace_encode_step_1": i % 65536, "phase": phase_of(i)}, flags=0)
+        out.append(a)
+    return out
+
+
+def test_padding_frames_to_the_longest_is_bounded(good_acqs):
+    """600 frames, frame 0 with 600 spokes and the others with 1: refused before allocating 600 x 600 spokes."""
+    xml, acqs = good_acqs
+    n_frames, long = 600, 600
+    spokes = _spokes(_imaging(acqs)[0], long + n_frames - 1, lambda i: max(0, i - long + 1))
+    hdr = _limit(_limit(xml, "phase", n_frames - 1), "kspace_encoding_step_1", 65535)
+    assert_refused(lambda: assemble_series(hdr, spokes), f"padding {n_frames} frames of 1..{long} spokes",
+                   "more than 8 times", "similar numbers of spokes")
+    # the same frames padded within the bound are fine: 8 frames, one of 4 spokes, the others 1
+    few = _spokes(_imaging(acqs)[0], 11, lambda i: max(0, i - 3))
+    cine = assemble_series(_limit(_limit(xml, "phase", 7), "kspace_encoding_step_1", 65535), few).slices[0]
+    assert cine.kspace.shape[:3] == (8, COILS, 4) and cine.spoke_mask.sum() == 11
+
+
+def test_sliding_window_binning_is_bounded(good_acqs):
+    """600 spokes per frame with stride 1 repeat every spoke 600 times: refused, naming the stride that fits."""
+    from dainr.mrd import Binning
+
+    xml, acqs = good_acqs
+    spokes = _spokes(_imaging(acqs)[0], 1200)
+    hdr = _limit(_limit(xml, "phase", 0), "kspace_encoding_step_1", 65535)
+    assert_refused(lambda: assemble_series(hdr, spokes, binning=Binning(600, stride=1)),
+                   "binning 600 spokes per frame every 1 spoke", "binning.stride of at least 75")
+    cine = assemble_series(hdr, spokes, binning=Binning(600, stride=75)).slices[0]
+    assert cine.n_frames == 9

@@ -102,21 +102,30 @@ def test_non_radial_header_is_refused_at_once(multi):
         SliceCollector(header.replace(b">goldenangle<", b">cartesian<").replace(b">radial<", b">cartesian<"))
 
 
-def test_missing_slices_are_warned_about_once_at_the_end_not_per_slice(multi, caplog):
+def test_a_slice_of_the_header_that_never_came_is_refused_at_the_end_of_the_stream(multi):
+    """INPUT_POLICY.md rule 5: the header's slice limits bind both ways; a stream knows only at its end."""
     header, acqs = read_acquisitions(multi)
     col = SliceCollector(header)
-    with caplog.at_level("WARNING"):
-        for a in acqs:
-            col.add(a)
-        col.finish()
-    assert "declares slices" not in caplog.text  # every slice came
+    for a in acqs:
+        col.add(a)
+    col.finish()  # every slice came
     col = SliceCollector(header)
-    with caplog.at_level("WARNING"):
-        jobs = [j for a in acqs if a.getHead().idx.slice != 1 for j in col.add(a)]
-        assert "declares slices" not in caplog.text  # not while the stream runs
-        col.finish()
+    jobs = [j for a in acqs if a.getHead().idx.slice != 1 for j in col.add(a)]  # no refusal while it runs
     assert [j.cine.slice_index for j in jobs] == [0, 2]
-    assert caplog.text.count("declares slices 0..2 but slice(s) 1 have no imaging spokes") == 1
+    with pytest.raises(InputError, match=r"declares slices 0\.\.2 .* slice\(s\) 1 have no imaging spokes"):
+        col.finish()
+
+
+def test_a_huge_slice_limit_is_refused_without_work_proportional_to_it(multi):
+    """A header claiming 65536 slices for a 3-slice stream: one line, in time proportional to the data."""
+    header, acqs = read_acquisitions(multi)
+    header = header.replace(b"<slice><minimum>0</minimum><maximum>2</maximum>",
+                            b"<slice><minimum>0</minimum><maximum>65535</maximum>")
+    col = SliceCollector(header)
+    for a in acqs:
+        col.add(a)
+    with pytest.raises(InputError, match=r"slice\(s\) 3, 4, 5, 6, 7, \.\.\. \(65533 values\)"):
+        col.finish()
 
 
 def test_a_later_group_without_imaging_spokes_is_skipped_not_fatal(multi, caplog):
