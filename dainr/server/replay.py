@@ -147,7 +147,9 @@ def replay(path: str | os.PathLike, host: str, port: int, config: str | None = "
                           "Gadgetron) running there?") from None
     result = ReplayResult(header_xml=header)
     sender = _Sender(sock, config, config_text, header, acqs, use_serializer)
-    reader = protocol.MessageReader(sock, protocol.Limits(idle_timeout_s=timeout), peer="the server")
+    # The reply may take as long as the reconstructions do: no deadline, only the longest silence.
+    reader = protocol.MessageReader(sock, protocol.Limits(idle_timeout_s=timeout, stream_timeout_s=None),
+                                    peer="the server")
     allowed = frozenset({protocol.IMAGE, protocol.TEXT, protocol.ERROR, protocol.RESPONSE, protocol.CLOSE})
     errors: list[str] = []
     sender.start()

@@ -5,13 +5,17 @@ python-ismrmrd-server's ``client.py`` use them)::
 
     client -> server: CONFIG_FILE (1, 1024-byte NUL-padded name) | CONFIG_TEXT (2, uint32 length + text)
                       HEADER (3, uint32 length + ISMRMRD XML)
-                      [TEXT (5, uint32 length + text)] ACQUISITION (1008)* [WAVEFORM (1026), IMAGE (1022)] CLOSE (4)
-    server -> client: IMAGE (1022)* [TEXT (5) "ERROR: ..."] CLOSE (4)
+                      [TEXT (5, uint32 length + text)] ACQUISITION (1008)* [WAVEFORM (1026)] CLOSE (4)
+                  or: QUERY (6, uint64 reserved = 0, uint64 correlation id, uint64 length + text)* CLOSE (4)
+    server -> client: IMAGE (1022)* [TEXT (5) "ERROR: ..."] CLOSE (4); RESPONSE (7, correlation id + text) per QUERY
 
 Errors go back as TEXT messages whose text contains ``ERROR:``, as Gadgetron's own server sends them (its clients
 print TEXT; id 8 is only understood between Gadgetron and its external steps). Acquisition, image and waveform bodies
-are the ismrmrd-python ``serialize_into`` layouts. :class:`MessageReader` checks every length against
-:class:`Limits` before allocating, so a garbage id or size is an error, never a hang or a huge allocation.
+are the ismrmrd-python ``serialize_into`` layouts; QUERY and RESPONSE are laid out as Gadgetron's. A server refuses an
+id it does not take (an IMAGE from a client, say) as soon as it has read the id, before the body.
+:class:`MessageReader` checks every length against :class:`Limits` before allocating, and every read against an idle
+time-out and a deadline for the whole stream, so a garbage id or size, or a client that sends a byte now and then,
+is an error, never a hang or a huge allocation.
 """
 
 from __future__ import annotations
@@ -20,10 +24,12 @@ import ctypes
 import io
 import socket
 import struct
+import time
 from dataclasses import dataclass
 from typing import Any
 
 import ismrmrd
+import numpy as np
 from ismrmrd.image import get_dtype_from_data_type
 
 from dainr.errors import DainrError, InputError, one_line
@@ -67,31 +73,47 @@ class PeerClosed(DainrError, ConnectionError):
         self.truncated = truncated
 
 
+class TimedOut(ProtocolError):
+    """The peer stayed silent too long (``idle``) or did not finish its stream by the deadline (not ``idle``)."""
+
+    def __init__(self, message: str, idle: bool) -> None:
+        super().__init__(message)
+        self.idle = idle
+
+
 @dataclass(frozen=True)
 class Limits:
-    """Sizes a peer may send, checked before anything is allocated.
+    """Sizes and times a peer may take, checked before anything is allocated (or waited for).
 
     Attributes
     ----------
     max_text_bytes:
-        Config text, XML header and TEXT messages.
+        Config text, XML header, TEXT, QUERY and ERROR messages.
     max_samples:
-        ``channels × samples`` of one acquisition, or ``channels × x × y × z`` of one image.
+        ``channels × samples`` of one acquisition (complex64: 8 bytes each), or ``channels × x × y × z`` of one image.
+    max_waveform_samples:
+        ``channels × samples`` of one waveform (uint32).
     max_stream_bytes:
         Everything one connection may send.
     idle_timeout_s:
         Longest silence in the middle of a stream before the connection is dropped.
+    stream_timeout_s:
+        Longest time from the first byte to the end of the stream (CLOSE): a peer that sends a byte now and then
+        cannot keep a connection open beyond it. None: no such limit.
     """
 
     max_text_bytes: int = 16 << 20
-    max_samples: int = 1 << 26
-    max_stream_bytes: int = 64 << 30
-    idle_timeout_s: float = 600.0
+    max_samples: int = 1 << 24
+    max_waveform_samples: int = 1 << 20
+    max_stream_bytes: int = 16 << 30
+    idle_timeout_s: float = 120.0
+    stream_timeout_s: float | None = 1800.0
 
 
 @dataclass
 class Message:
-    """One received message: its id and its decoded value (str, bytes, Acquisition, Image, Waveform or None)."""
+    """One received message: its id and its decoded value (str, bytes, Acquisition, Image, Waveform, a
+    ``(correlation id, text)`` pair for QUERY and RESPONSE, or None)."""
 
     id: int
     value: Any = None
@@ -109,7 +131,7 @@ class MessageReader:
     sock:
         A connected socket.
     limits:
-        Sizes and time-out.
+        Sizes and time-outs; the stream deadline (``limits.stream_timeout_s``) starts now.
     peer:
         Who the peer is, for messages ("the client", "the server").
     """
@@ -119,28 +141,56 @@ class MessageReader:
         self.limits = limits
         self.peer = peer
         self.bytes_read = 0
-        sock.settimeout(limits.idle_timeout_s)
+        self.deadline: float | None = None if limits.stream_timeout_s is None else \
+            time.monotonic() + limits.stream_timeout_s
+        self._deadline_why = f"did not finish its stream within {limits.stream_timeout_s or 0:g} s"
 
-    def read_exact(self, n: int, what: str) -> bytes:
-        """Exactly ``n`` bytes of ``what``; :class:`PeerClosed` on EOF, :class:`ProtocolError` on time-out."""
+    def set_deadline(self, deadline: float | None, why: str) -> None:
+        """Read nothing after ``deadline`` (``time.monotonic()``), if it is earlier than the current one; ``why``
+        completes "``peer`` ..." in the error."""
+        if deadline is not None and (self.deadline is None or deadline < self.deadline):
+            self.deadline, self._deadline_why = deadline, why
+
+    def _timeout(self, what: str) -> float:
+        timeout = self.limits.idle_timeout_s
+        if self.deadline is not None:
+            left = self.deadline - time.monotonic()
+            if left <= 0:
+                raise TimedOut(f"{self.peer} {self._deadline_why} (while the server waited for {what})", idle=False)
+            timeout = min(timeout, left)
+        return timeout
+
+    def read_into(self, view: memoryview, what: str) -> None:
+        """Fill ``view`` (bytes) from the socket: :class:`PeerClosed` on EOF, :class:`TimedOut` on silence or past
+        the deadline."""
+        n = len(view)
         if self.bytes_read + n > self.limits.max_stream_bytes:
             raise ProtocolError(f"{self.peer} sent more than {self.limits.max_stream_bytes} bytes on one connection")
-        buf = bytearray()
-        while len(buf) < n:
+        got = 0
+        while got < n:
+            self.sock.settimeout(self._timeout(what))
             try:
-                chunk = self.sock.recv(min(n - len(buf), 1 << 20))
+                k = self.sock.recv_into(view[got:], min(n - got, 1 << 20))
             except socket.timeout:
-                raise ProtocolError(f"{self.peer} sent nothing for {self.limits.idle_timeout_s:g} s in the middle "
-                                    f"of the stream (while waiting for {what})") from None
+                if self.deadline is not None and time.monotonic() >= self.deadline:
+                    raise TimedOut(f"{self.peer} {self._deadline_why} (while the server waited for {what})",
+                                   idle=False) from None
+                raise TimedOut(f"{self.peer} sent nothing for {self.limits.idle_timeout_s:g} s in the middle of "
+                               f"the stream (while the server waited for {what})", idle=True) from None
             except OSError as exc:
                 raise PeerClosed(f"the connection broke while reading {what} ({exc})", truncated=True) from None
-            if not chunk:
-                if buf or what != "a message id":
+            if not k:
+                if got or what != "a message id":
                     raise PeerClosed(f"{self.peer} closed the connection in the middle of {what} "
-                                     f"({len(buf)} of {n} bytes)", truncated=True)
+                                     f"({got} of {n} bytes)", truncated=True)
                 raise PeerClosed(f"{self.peer} closed the connection without CLOSE")
-            buf += chunk
-        self.bytes_read += n
+            got += k
+            self.bytes_read += k
+
+    def read_exact(self, n: int, what: str) -> bytes:
+        """Exactly ``n`` bytes of ``what`` (see :meth:`read_into`)."""
+        buf = bytearray(n)
+        self.read_into(memoryview(buf), what)
         return bytes(buf)
 
     def _length(self, fmt: struct.Struct, what: str) -> int:
@@ -153,19 +203,23 @@ class MessageReader:
         """A length-prefixed byte string (trailing NULs stripped, as python-ismrmrd-server sends them)."""
         return self.read_exact(self._length(fmt, what), what).rstrip(b"\0")
 
-    def _samples(self, count: int, what: str) -> None:
-        if count > self.limits.max_samples:
-            raise ProtocolError(f"{what} declares {count} samples, more than the limit of {self.limits.max_samples}")
+    def _samples(self, count: int, what: str, limit: int | None = None) -> None:
+        limit = self.limits.max_samples if limit is None else limit
+        if count > limit:
+            raise ProtocolError(f"{what} declares {count} samples, more than the limit of {limit}")
 
     def read_acquisition(self) -> ismrmrd.Acquisition:
-        head_bytes = self.read_exact(_ACQ_HEAD, "an acquisition header")
-        head = ismrmrd.AcquisitionHeader.from_buffer_copy(head_bytes)
+        """An acquisition, its samples read straight into the arrays it keeps (no intermediate copies)."""
+        head = ismrmrd.AcquisitionHeader.from_buffer_copy(self.read_exact(_ACQ_HEAD, "an acquisition header"))
         n, c, d = int(head.number_of_samples), int(head.active_channels), int(head.trajectory_dimensions)
         self._samples(n * c, "an acquisition")
         if d > 16:
             raise ProtocolError(f"an acquisition declares {d} trajectory dimensions")
-        body = self.read_exact(n * d * 4 + n * c * 8, "an acquisition's samples")
-        return ismrmrd.Acquisition.deserialize_from(io.BytesIO(head_bytes + body).read)
+        traj = np.empty((n, d), np.float32)
+        data = np.empty((c, n), np.complex64)
+        for array in (traj, data):
+            self.read_into(memoryview(array.reshape(-1).view(np.uint8)), "an acquisition's samples")
+        return ismrmrd.Acquisition(head, data, traj)
 
     def read_image(self) -> ismrmrd.Image:
         head_bytes = self.read_exact(_IMG_HEAD, "an image header")
@@ -184,7 +238,7 @@ class MessageReader:
         head_bytes = self.read_exact(_WAV_HEAD, "a waveform header")
         head = ismrmrd.WaveformHeader.from_buffer_copy(head_bytes)
         count = int(head.channels) * int(head.number_of_samples)
-        self._samples(count, "a waveform")
+        self._samples(count, "a waveform", self.limits.max_waveform_samples)
         data = self.read_exact(count * 4, "a waveform's samples")
         return ismrmrd.Waveform.deserialize_from(io.BytesIO(head_bytes + data).read)
 
@@ -214,9 +268,14 @@ class MessageReader:
             return Message(mid, self.read_waveform())
         if mid == ERROR:
             return Message(mid, self.read_text("an ERROR message", _U64).decode("utf-8", "replace"))
+        if mid == QUERY:
+            reserved, correlation = struct.unpack("<QQ", self.read_exact(16, "a QUERY's reserved and correlation id"))
+            if reserved:
+                raise ProtocolError(f"a QUERY has {reserved} in its reserved field, which must be 0")
+            return Message(mid, (correlation, self.read_text("a QUERY", _U64).decode("utf-8", "replace")))
         if mid == RESPONSE:
-            self.read_exact(8, "a RESPONSE correlation id")
-            return Message(mid, self.read_text("a RESPONSE", _U64).decode("utf-8", "replace"))
+            correlation = _U64.unpack(self.read_exact(8, "a RESPONSE correlation id"))[0]
+            return Message(mid, (correlation, self.read_text("a RESPONSE", _U64).decode("utf-8", "replace")))
         raise ProtocolError(f"message id {mid} ({NAMES[mid]}) is not supported here")
 
 
@@ -238,6 +297,18 @@ def frame_error(text: str) -> bytes:
     """ERROR (8): id, uint64 length, utf-8 bytes (Gadgetron's external-step form)."""
     body = text.encode("utf-8")
     return _U16.pack(ERROR) + _U64.pack(len(body)) + body
+
+
+def frame_query(text: str, correlation: int = 0) -> bytes:
+    """QUERY (6) as Gadgetron reads it: id, uint64 reserved (0), uint64 correlation id, uint64 length, utf-8 text."""
+    body = text.encode("utf-8")
+    return _U16.pack(QUERY) + struct.pack("<QQQ", 0, correlation, len(body)) + body
+
+
+def frame_response(correlation: int, text: str) -> bytes:
+    """RESPONSE (7) as Gadgetron writes it: id, uint64 correlation id, uint64 length, utf-8 text."""
+    body = text.encode("utf-8")
+    return _U16.pack(RESPONSE) + struct.pack("<QQ", correlation, len(body)) + body
 
 
 def frame_config_file(name: str) -> bytes:
