@@ -5,7 +5,7 @@ from __future__ import annotations
 import pickle
 
 from dainr.errors import InputError, NoImagingData, error_line, one_line
-from dainr.server.workers import JobCancelled, WorkerError
+from dainr.server.workers import InternalError, JobCancelled
 from dainr.stream.protocol import PeerClosed
 
 
@@ -15,7 +15,8 @@ def test_user_errors_give_their_message_on_one_line():
     assert error_line(JobCancelled()) == "the reconstruction was cancelled"
     assert error_line(PeerClosed("the client closed the connection", truncated=True)) == \
         "the client closed the connection"
-    assert error_line(WorkerError("internal error: ValueError: boom")) == "internal error: ValueError: boom"
+    assert error_line(InternalError.of("ValueError")) == ("internal error in the reconstruction (ValueError); the "
+                                                         "server log has the details")
 
 
 def test_anything_else_is_an_internal_error_with_its_type_and_first_line():

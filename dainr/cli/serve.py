@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 from pathlib import Path
 
 from dainr.config import DEFAULT_PRESET, available_presets
 from dainr.errors import ConfigError
+from dainr.server.config_names import DEFAULT_MAX_STEPS
+from dainr.stream.protocol import Limits
 
 log = logging.getLogger("dainr.serve")
 
@@ -26,18 +29,35 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                         "available, else cpu)")
     p.add_argument("--workers", type=int, default=1, help="CPU workers when --device cpu (default 1)")
     p.add_argument("--max-jobs", type=int, default=8,
-                   help="connections served at once; more are refused with a 'busy' error (default 8)")
+                   help="jobs (connections with a config or header) served at once; more are refused with a "
+                        "'busy' error (default 8)")
+    p.add_argument("--max-connections", type=int, default=None,
+                   help="open connections at once (health probes included); more are refused at once "
+                        "(default 4 x --max-jobs)")
     p.add_argument("--default-config", default=DEFAULT_PRESET,
                    help=f"config for clients that send none or 'default': {', '.join(available_presets())} or a "
                         f"YAML file (default {DEFAULT_PRESET})")
     p.add_argument("--config-dir", type=Path, action="append", default=[], metavar="DIR",
-                   help="folder of YAML configs and dainr chain XMLs clients may name (repeatable)")
-    p.add_argument("--timeout", type=float, default=600.0,
-                   help="drop a client silent for this many seconds mid-stream (default 600)")
+                   help="folder of YAML configs and dainr chain XMLs clients may name (repeatable); symbolic links "
+                        "in it are not followed")
+    p.add_argument("--max-steps", type=int, default=DEFAULT_MAX_STEPS,
+                   help=f"most dainr.steps a client's own config text may ask for (default {DEFAULT_MAX_STEPS}); "
+                        "configs of --config-dir are not bounded")
+    p.add_argument("--timeout", type=float, default=Limits.idle_timeout_s,
+                   help=f"drop a client silent for this many seconds mid-stream (default {Limits.idle_timeout_s:g})")
+    p.add_argument("--stream-timeout", type=float, default=Limits.stream_timeout_s,
+                   help="drop a client that has not finished sending its stream (CLOSE) this many seconds after "
+                        f"connecting (default {Limits.stream_timeout_s:g})")
+    p.add_argument("--max-time", type=float, default=3600.0,
+                   help="longest a connection may last, reconstruction included; its jobs are then cancelled "
+                        "(default 3600)")
     p.add_argument("--grace", type=float, default=60.0,
-                   help="on SIGTERM, seconds running jobs may take to finish before they are cancelled (default 60)")
-    p.add_argument("--isolate", action="store_true",
-                   help="run the worker in a child process even with one device (always so with several)")
+                   help="on SIGTERM, seconds running jobs may take to finish before they are cancelled; the server "
+                        "is gone within --grace + 7 s (cancelled jobs get 5 s to stop, then their worker process is "
+                        "killed) (default 60)")
+    p.add_argument("--in-process", action="store_true",
+                   help="run the worker in a thread of the server instead of a child process (one device only; "
+                        "its optimisation then cannot be stopped between two progress reports)")
     p.add_argument("--log", type=Path, help="also write the log to this file")
     return p
 
@@ -69,21 +89,25 @@ def resolve_devices(spec: str, workers: int = 1) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dainr.stream.protocol import Limits
     from dainr.server.listener import ReconServer, ServerOptions
 
     if args.log:
         handler = logging.FileHandler(args.log)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         logging.getLogger().addHandler(handler)
-    if args.max_jobs < 1:
-        raise ConfigError(f"--max-jobs must be >= 1, got {args.max_jobs}")
-    if args.timeout <= 0 or args.grace < 0:
-        raise ConfigError("--timeout must be > 0 and --grace >= 0")
-    options = ServerOptions(host=args.host, port=args.port, devices=resolve_devices(args.device, args.workers),
-                            isolate=args.isolate, max_jobs=args.max_jobs, default_config=args.default_config,
-                            config_dirs=list(args.config_dir), limits=Limits(idle_timeout_s=args.timeout),
-                            grace_s=args.grace)
+    if args.max_jobs < 1 or (args.max_connections is not None and args.max_connections < args.max_jobs):
+        raise ConfigError("--max-jobs must be >= 1 and --max-connections at least --max-jobs")
+    if min(args.timeout, args.stream_timeout, args.max_time, args.max_steps) <= 0 or args.grace < 0:
+        raise ConfigError("--timeout, --stream-timeout, --max-time and --max-steps must be > 0, --grace >= 0")
+    devices = resolve_devices(args.device, args.workers)
+    if args.in_process and len(devices) > 1:
+        raise ConfigError("--in-process runs one worker: use it with a single device")
+    options = ServerOptions(host=args.host, port=args.port, devices=devices, isolate=not args.in_process,
+                            max_jobs=args.max_jobs, max_connections=args.max_connections,
+                            default_config=args.default_config, config_dirs=list(args.config_dir),
+                            max_steps=args.max_steps,
+                            limits=Limits(idle_timeout_s=args.timeout, stream_timeout_s=args.stream_timeout),
+                            connection_timeout_s=args.max_time, grace_s=args.grace)
     server = ReconServer(options)
     server.bind()
     if args.host not in ("127.0.0.1", "localhost", "::1"):
@@ -103,4 +127,11 @@ def run(args: argparse.Namespace) -> int:
     print(f"dainr serve: listening on {server.address[0]}:{server.address[1]} ({', '.join(options.devices)})",
           flush=True)
     server.serve_forever()
+    if server.pool.busy_threads:
+        # An in-process worker still inside an optimisation cannot be stopped; leaving without running the
+        # interpreter's (and PyTorch's) exit handlers ends it at once instead of aborting in them.
+        log.warning("the in-process worker for %s is still reconstructing; exiting without waiting for it",
+                    ", ".join(server.pool.busy_threads))
+        logging.shutdown()
+        os._exit(0)
     return 0

@@ -4,9 +4,21 @@ Per connection (a thread): read the config message and the header, then the acqu
 (``ACQ_LAST_IN_SLICE`` or CLOSE) is validated and queued for the devices (:mod:`dainr.server.workers`); a sender
 thread streams each slice's images back as soon as it is done, in slice order; after the last slice the server sends
 CLOSE. An error (unknown config, refused data, malformed message, failed reconstruction) is answered with one TEXT
-line ``ERROR: ...`` and CLOSE; a client that disappears has its queued slices dropped and its running slice
-stopped. At most ``max_jobs`` connections are served at once; more get a "busy" error. ``request_shutdown`` (SIGTERM)
-stops accepting, lets running connections finish for ``grace_s`` seconds, then cancels and reports the rest.
+line ``ERROR: ...`` and CLOSE, in the client's terms (the server log has the details).
+
+What a client can hold, and for how long (:class:`ServerOptions`):
+
+* a connection: at most ``max_connections`` at once (more are refused at once, without a thread); it lasts at most
+  ``connection_timeout_s`` from connect to the server's CLOSE, reconstruction included;
+* a job slot, from its config (or header) to the server's CLOSE: at most ``max_jobs`` (more get "busy"); the slot is
+  free again before the client sees CLOSE, so a client that reconnects at once finds it;
+* the stream: silent at most ``limits.idle_timeout_s`` at a time, all of it within ``limits.stream_timeout_s``;
+* its reconstruction: after CLOSE the session watches the socket, and a client that closes it (or half-closes it:
+  there is no telling the two apart before the images are sent) has its slices dropped or stopped.
+
+A health probe sends QUERY ``dainr::health`` (:mod:`dainr.server.health`) and gets ``ok`` when every worker can take
+a job, without taking a slot. ``request_shutdown`` (SIGTERM) stops accepting, lets running connections finish for
+``grace_s`` seconds, then cancels the rest; the server is gone within ``grace_s + cancel_grace_s + 2`` seconds.
 """
 
 from __future__ import annotations
@@ -16,6 +28,7 @@ import contextlib
 import itertools
 import logging
 import queue
+import selectors
 import socket
 import threading
 import time
@@ -25,17 +38,24 @@ from typing import Iterator
 
 from dainr.config import DEFAULT_PRESET
 from dainr.errors import ConfigError, DainrError, error_line
-from dainr.server.config_names import settings_for_name, settings_for_text
-from dainr.server.workers import QueuedSlice, WorkerPool
+from dainr.server.config_names import DEFAULT_MAX_STEPS, ConfigSources, OperatorConfigError
+from dainr.server.workers import CANCEL_GRACE_S, JobCancelled, QueuedSlice, WorkerPool
 from dainr.stream import protocol
 from dainr.stream.pipeline import new_collector
 from dainr.stream.settings import ReconSettings
 
 log = logging.getLogger("dainr.serve")
 
-
 class ShuttingDown(DainrError):
     """The server stopped before this connection's reconstruction finished."""
+
+
+class ServerBusy(DainrError):
+    """Every job slot (or connection) is taken."""
+
+
+class ConnectionTimedOut(DainrError):
+    """The connection outlived the server's time limit per connection."""
 
 
 @dataclass
@@ -49,15 +69,25 @@ class ServerOptions:
     devices:
         One worker per entry (``["cuda:0", "cuda:1"]`` or ``["cpu"]``).
     isolate:
-        Run workers in child processes even with one device.
+        Run workers in child processes (the default; always so with several devices); False runs one in a thread,
+        which cannot be stopped between two progress reports of the optimisation.
     max_jobs:
-        Connections served at once; more are refused with a "busy" error.
+        Job slots: connections that have sent a config or header and not yet got their CLOSE. More get "busy".
+    max_connections:
+        Open connections (health probes and clients not yet started included); more are refused at once. None:
+        ``4 × max_jobs``.
     default_config:
         Preset or YAML used when the client sends no config, or ``default``/``default.xml``.
     config_dirs:
-        Folders with YAML configs and chain XMLs that clients may name.
+        The operator's folders of YAML configs and chain XMLs that clients may name.
+    max_steps:
+        Most ``dainr.steps`` a client's config text may ask for (:data:`~dainr.server.config_names.CLIENT_KEYS`).
     limits:
-        Message sizes and the idle time-out (:class:`~dainr.stream.protocol.Limits`).
+        Message sizes, the idle time-out and the stream deadline (:class:`~dainr.stream.protocol.Limits`).
+    connection_timeout_s:
+        Longest a connection may last, reconstruction included (None: no limit).
+    cancel_grace_s:
+        Seconds a cancelled reconstruction may take to stop before its worker process is killed.
     grace_s:
         On shutdown, how long running connections may take to finish before they are cancelled.
     """
@@ -65,12 +95,112 @@ class ServerOptions:
     host: str = "127.0.0.1"
     port: int = 9002
     devices: list[str] = field(default_factory=lambda: ["cpu"])
-    isolate: bool = False
+    isolate: bool = True
     max_jobs: int = 8
+    max_connections: int | None = None
     default_config: str = DEFAULT_PRESET
     config_dirs: list[Path] = field(default_factory=list)
+    max_steps: int = DEFAULT_MAX_STEPS
     limits: protocol.Limits = field(default_factory=protocol.Limits)
+    connection_timeout_s: float | None = 3600.0
+    cancel_grace_s: float = CANCEL_GRACE_S
     grace_s: float = 60.0
+
+    @property
+    def connections(self) -> int:
+        return self.max_connections or 4 * self.max_jobs
+
+
+def client_text(exc: BaseException) -> str:
+    """What a client is told about ``exc``: a refusal in its own terms, never the server's files, paths or
+    internals (those go to the server log)."""
+    if isinstance(exc, OperatorConfigError):
+        return exc.client_text
+    if isinstance(exc, DainrError):
+        return error_line(exc)
+    if isinstance(exc, MemoryError):
+        return "the server ran out of memory for this request (the server log has the details)"
+    return f"internal error in the server ({type(exc).__name__}); the server log has the details"
+
+
+class _Closer:
+    """Closes sockets gracefully, all from one thread: half-close, read (and drop) what the peer still sends for up
+    to ``linger_s`` so that it gets our last message rather than a reset, then close. At most ``capacity`` at once;
+    beyond that a socket is closed at once."""
+
+    def __init__(self, linger_s: float = 2.0, capacity: int = 256) -> None:
+        self.linger_s = linger_s
+        self.capacity = capacity
+        self._lock = threading.Lock()
+        self._pending: list[socket.socket] = []
+        self._count = 0
+        self._stopped = False
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_w.setblocking(False)
+        self._thread = threading.Thread(target=self._loop, name="dainr-closer", daemon=True)
+        self._thread.start()
+
+    def close(self, sock: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_WR)
+        with self._lock:
+            if self._stopped or self._count >= self.capacity:
+                sock.close()
+                return
+            self._count += 1
+            self._pending.append(sock)
+        with contextlib.suppress(OSError):
+            self._wake_w.send(b"x")
+
+    def _loop(self) -> None:
+        sel = selectors.DefaultSelector()
+        sel.register(self._wake_r, selectors.EVENT_READ)
+        lingering: dict[socket.socket, float] = {}
+
+        def done(s: socket.socket) -> None:
+            sel.unregister(s)
+            s.close()
+            del lingering[s]
+            with self._lock:
+                self._count -= 1
+
+        while True:
+            for key, _ in sel.select(0.25):
+                s = key.fileobj
+                if s is self._wake_r:
+                    with contextlib.suppress(OSError):
+                        self._wake_r.recv(4096)
+                    continue
+                try:
+                    data = s.recv(1 << 16, socket.MSG_DONTWAIT)
+                except (BlockingIOError, InterruptedError):
+                    continue
+                except OSError:
+                    data = b""
+                if not data:
+                    done(s)
+            with self._lock:
+                pending, self._pending = self._pending, []
+                stopped = self._stopped
+            for s in pending:
+                lingering[s] = time.monotonic() + self.linger_s
+                sel.register(s, selectors.EVENT_READ)
+            now = time.monotonic()
+            for s in [s for s, t in lingering.items() if stopped or t < now]:
+                done(s)
+            if stopped:
+                sel.close()
+                return
+
+    def stop(self) -> None:
+        """Close every socket still lingering."""
+        with self._lock:
+            self._stopped = True
+        with contextlib.suppress(OSError):
+            self._wake_w.send(b"x")
+        self._thread.join(5)
+        self._wake_r.close()
+        self._wake_w.close()
 
 
 class _Session:
@@ -80,22 +210,36 @@ class _Session:
         self.server = server
         self.sock = sock
         self.peer = peer
+        self.number = number
         self.name = f"conn {number} ({peer})"
-        self.reader = protocol.MessageReader(sock, server.options.limits)
+        opts = server.options
+        sock.settimeout(opts.limits.idle_timeout_s)  # for sending: a client that stops reading
+        self.reader = protocol.MessageReader(sock, opts.limits)
+        self.t0 = time.perf_counter()
+        self.deadline: float | None = None
+        if opts.connection_timeout_s is not None:
+            self.deadline = time.monotonic() + opts.connection_timeout_s
+            self.reader.set_deadline(self.deadline, f"did not finish within the server's limit of "
+                                                    f"{opts.connection_timeout_s:g} s per connection")
         self.cancel = threading.Event()
         self.failure: BaseException | None = None
+        self.slot = False
         self.outbox: queue.Queue[QueuedSlice | None] = queue.Queue()
         self.send_lock = threading.Lock()
         self.sender = threading.Thread(target=self._send_results, name=f"dainr-send-{number}", daemon=True)
         self.queued = 0
         self.images = 0
-        self.t0 = time.perf_counter()
         self.first_image: float | None = None
 
     # -- sending ---------------------------------------------------------------------------------------------------
-    def _send(self, data: bytes) -> None:
+    def _send(self, data: bytes, unless_cancelled: bool = False) -> bool:
+        """Send ``data`` whole; with ``unless_cancelled``, not at all once the session is cancelled (its error reply
+        is then the last thing the client gets)."""
         with self.send_lock:
+            if unless_cancelled and self.cancel.is_set():
+                return False
             self.sock.sendall(data)
+            return True
 
     def _send_results(self) -> None:
         while True:
@@ -103,65 +247,93 @@ class _Session:
             if item is None:
                 return
             try:
-                while True:
-                    try:
-                        out = item.future.result(timeout=0.5)
-                        break
-                    except concurrent.futures.TimeoutError:
-                        if self.cancel.is_set():
-                            item.cancel.set()
+                out = self._result(item)
             except BaseException as exc:  # noqa: BLE001 - the session reports it
                 self._fail(exc)
                 return
-            if self.cancel.is_set():
+            finally:
+                item = None
+            if out is None:
                 return
             try:
-                self._send(b"".join(protocol.frame_item(im) for im in out.images))
+                if not self._send(b"".join(protocol.frame_item(im) for im in out.images), unless_cancelled=True):
+                    return
             except OSError as exc:
                 self._fail(protocol.PeerClosed(f"the client went away while receiving images ({exc})"))
                 return
             self.images += len(out.images)
             if self.first_image is None:
                 self.first_image = time.perf_counter() - self.t0
-            log.info("%s: slice %d sent, %d images, %.2f s after it was complete", self.name,
-                     out.job.cine.slice_index, len(out.images), time.perf_counter() - item.submitted)
+            log.info("%s: slice %d sent, %d images", self.name, out.job.cine.slice_index, len(out.images))
+            out = None
+
+    def _result(self, item: QueuedSlice):
+        """The slice's output; None when this session was cancelled meanwhile (its failure says why)."""
+        while True:
+            try:
+                return item.future.result(timeout=0.25)
+            except concurrent.futures.TimeoutError:
+                continue
+            except JobCancelled:
+                if self.cancel.is_set():
+                    return None
+                raise
 
     def _fail(self, exc: BaseException) -> None:
         if self.failure is None:
-            self.failure = exc
+            self.failure = exc.with_traceback(None)
         self.cancel.set()
         with contextlib.suppress(OSError):
             self.sock.shutdown(socket.SHUT_RD)  # wake the reader
 
     # -- receiving -------------------------------------------------------------------------------------------------
     def _settings(self, first: protocol.Message) -> ReconSettings:
-        opts = self.server.options
+        configs = self.server.configs
         if first.id == protocol.CONFIG_FILE:
             log.info("%s: config %r", self.name, first.value)
-            return settings_for_name(first.value, self.server.default_settings, opts.config_dirs)
+            return configs.for_name(first.value)
         if first.id == protocol.CONFIG_TEXT:
             log.info("%s: config text (%d characters)", self.name, len(first.value))
-            return settings_for_text(first.value, opts.default_config, opts.config_dirs)
+            return configs.for_text(first.value)
         log.info("%s: no config message; using the default", self.name)
-        return self.server.default_settings
+        return configs.default
 
-    def _submit(self, collector_jobs: list, settings: ReconSettings) -> None:
-        for job in collector_jobs:
+    def _submit(self, jobs: list, settings: ReconSettings) -> None:
+        for job in jobs:
             label = f"{self.name} slice {job.cine.slice_index}"
             item = self.server.pool.submit(job, settings, label, self.cancel)
             self.queued += 1
             log.info("%s: queued (%d waiting for a device)", label, self.server.pool.waiting)
             self.outbox.put(item)
 
-    def _read_stream(self) -> int:
-        first = self.reader.read_message(frozenset({protocol.CONFIG_FILE, protocol.CONFIG_TEXT, protocol.HEADER}))
+    def _first_message(self) -> protocol.Message:
+        """The first message that is not a QUERY (queries are answered as they come)."""
+        allowed = frozenset({protocol.CONFIG_FILE, protocol.CONFIG_TEXT, protocol.HEADER, protocol.QUERY,
+                             protocol.CLOSE})
+        while True:
+            msg = self.reader.read_message(allowed)
+            if msg.id != protocol.QUERY:
+                return msg
+            correlation, text = msg.value
+            self._send(protocol.frame_response(correlation, self.server.answer(text)))
+
+    def _serve(self) -> int:
+        first = self._first_message()
+        if first.id == protocol.CLOSE:
+            self._send(protocol.frame_close())
+            return 0
+        if self.server.stopping:
+            raise ShuttingDown("the server is shutting down; retry later (or on another server)")
+        self.slot = self.server._take_slot()
+        if not self.slot:
+            raise ServerBusy(f"server busy: {self.server.options.max_jobs} jobs in progress (--max-jobs); retry later")
         log.info("%s: connected", self.name)
         settings = self._settings(first)
         header = first if first.id == protocol.HEADER else self.reader.read_message(frozenset({protocol.HEADER}))
         collector = new_collector(header.value, settings)
         log.info("%s: %s, method %s", self.name, settings.source, settings.config.method)
         self.sender.start()
-        allowed = frozenset({protocol.ACQUISITION, protocol.WAVEFORM, protocol.IMAGE, protocol.TEXT, protocol.CLOSE})
+        allowed = frozenset({protocol.ACQUISITION, protocol.WAVEFORM, protocol.TEXT, protocol.CLOSE})
         while True:
             msg = self.reader.read_message(allowed)
             if self.failure is not None:
@@ -173,57 +345,80 @@ class _Session:
             elif msg.id == protocol.TEXT:
                 log.info("%s: text message ignored: %.200s", self.name, msg.value)
         self._submit(collector.finish(), settings)
-        return collector.acquisitions
+        acquisitions = collector.acquisitions
+        collector = None
+        self.outbox.put(None)
+        self._watch_until_sent()
+        if self.failure is not None:
+            raise self.failure
+        self._release()  # before the client sees CLOSE: a client that reconnects at once finds the slot free
+        self._send(protocol.frame_close())
+        return acquisitions
+
+    def _watch_until_sent(self) -> None:
+        """Wait for the images while watching the socket: a client that closes it (or sends anything after CLOSE),
+        or the connection's deadline, cancels what is left."""
+        while self.sender.is_alive():
+            self.sender.join(0.1)
+            if self.cancel.is_set():
+                continue
+            if self.deadline is not None and time.monotonic() > self.deadline:
+                self._fail(ConnectionTimedOut(
+                    f"the connection reached the server's limit of {self.server.options.connection_timeout_s:g} s "
+                    "(dainr serve --max-time); its reconstruction was cancelled"))
+                continue
+            try:
+                data = self.sock.recv(4096, socket.MSG_DONTWAIT) if self.reader.wait_readable(0) else None
+            except (BlockingIOError, InterruptedError):
+                data = None
+            except OSError:
+                data = b""
+            if data == b"":
+                self._fail(protocol.PeerClosed("the client closed the connection before its images were sent"))
+            elif data:
+                self._fail(protocol.ProtocolError("the client sent data after CLOSE"))
 
     def run(self) -> None:
         acquisitions = 0
         try:
-            acquisitions = self._read_stream()
-            self.outbox.put(None)
-            self.sender.join()
-            if self.failure is not None:
-                raise self.failure
-            self._send(protocol.frame_close())
-            log.info("%s: done: %d acquisitions, %d slice(s), %d images in %.2f s (first images after %s)", self.name,
-                     acquisitions, self.queued, self.images, time.perf_counter() - self.t0,
-                     f"{self.first_image:.2f} s" if self.first_image is not None else "-")
+            acquisitions = self._serve()
+            if self.slot or acquisitions:
+                log.info("%s: done: %d acquisitions, %d slice(s), %d images in %.2f s (first images after %s)",
+                         self.name, acquisitions, self.queued, self.images, time.perf_counter() - self.t0,
+                         f"{self.first_image:.2f} s" if self.first_image is not None else "-")
         except BaseException as exc:  # noqa: BLE001 - every failure is reported and cleaned up
             self._abort(self.failure or exc)
+            exc.__traceback__ = None
         finally:
-            self._close()
+            self._release()
+            self.failure = None
+            self.server._closer.close(self.sock)
+            self.server._forget(self.number)
+
+    def _release(self) -> None:
+        if self.slot:
+            self.slot = False
+            self.server._free_slot()
 
     def _abort(self, exc: BaseException) -> None:
+        # The sender ends by itself once its slice stops (it sends nothing after the cancel); no need to wait.
         self.cancel.set()
         self.outbox.put(None)
-        if self.sender.is_alive():
-            self.sender.join()
         if isinstance(exc, protocol.PeerClosed) and not exc.truncated and not self.server.stopping:
             if self.reader.bytes_read == 0:
                 log.debug("%s: closed without sending anything (a health check?)", self.name)
             else:
-                log.warning("%s: %s; cancelled its %d queued slice(s)", self.name, exc, self.queued)
+                log.warning("%s: %s; cancelled its %d slice(s)", self.name, exc, self.queued)
             return
-        text = error_line(exc)
-        if not isinstance(exc, DainrError):
-            log.debug("%s: traceback", self.name, exc_info=exc)
-        log.warning("%s: error: %s", self.name, text)
+        if isinstance(exc, protocol.TimedOut):
+            log.warning("%s: dropped: %s", self.name, exc)
+        elif isinstance(exc, (DainrError, MemoryError)):
+            log.warning("%s: error: %s", self.name, error_line(exc))
+        else:
+            log.error("%s: internal error: %s", self.name, error_line(exc), exc_info=exc)
+        self._release()
         with contextlib.suppress(OSError):
-            self._send(protocol.frame_text(protocol.error_line(text)) + protocol.frame_close())
-
-    def _close(self) -> None:
-        """Half-close, let the client read the reply (draining what it still sends, briefly), then close."""
-        with contextlib.suppress(OSError):
-            self.sock.shutdown(socket.SHUT_WR)
-        deadline = time.monotonic() + 5.0
-        with contextlib.suppress(OSError):
-            self.sock.settimeout(0.5)
-            while time.monotonic() < deadline:
-                try:
-                    if not self.sock.recv(1 << 16):
-                        break
-                except socket.timeout:
-                    continue
-        self.sock.close()
+            self._send(protocol.frame_text(protocol.error_line(client_text(exc))) + protocol.frame_close())
 
 
 class ReconServer:
@@ -238,26 +433,46 @@ class ReconServer:
     def __init__(self, options: ServerOptions) -> None:
         self.options = options
         try:
-            self.default_settings = ReconSettings.from_properties({"preset": options.default_config})
+            default = ReconSettings.from_properties({"preset": options.default_config})
         except ConfigError as exc:
             raise ConfigError(f"--default-config: {exc}") from None
         for d in options.config_dirs:
             if not Path(d).is_dir():
                 raise ConfigError(f"--config-dir {d} is not a folder")
-        self.pool = WorkerPool(options.devices, options.isolate)
+        self.configs = ConfigSources(default, options.default_config, tuple(Path(d) for d in options.config_dirs),
+                                     options.max_steps)
+        self.pool = WorkerPool(options.devices, options.isolate, options.cancel_grace_s)
         self.stopping = False
         self._in_progress: list[_Session] = []
         self._listener: socket.socket | None = None
         self._sessions: dict[int, tuple[threading.Thread, _Session]] = {}
+        self._jobs = 0
         self._lock = threading.Lock()
         self._count = itertools.count(1)
+        self._closer = _Closer()
         self._stopped = threading.Event()
+
+    @property
+    def default_settings(self) -> ReconSettings:
+        return self.configs.default
 
     @property
     def address(self) -> tuple[str, int]:
         """``(host, port)`` actually bound."""
         assert self._listener is not None
         return self._listener.getsockname()[:2]
+
+    @property
+    def sessions(self) -> int:
+        """Connections open now."""
+        with self._lock:
+            return len(self._sessions)
+
+    @property
+    def jobs(self) -> int:
+        """Job slots taken now."""
+        with self._lock:
+            return self._jobs
 
     def bind(self) -> None:
         """Open the listening socket (port 0: a free one)."""
@@ -273,8 +488,16 @@ class ReconServer:
         sock.listen(64)
         sock.settimeout(0.5)
         self._listener = sock
-        log.info("listening on %s:%d, devices %s, at most %d jobs", *self.address, ", ".join(self.options.devices),
-                 self.options.max_jobs)
+        log.info("listening on %s:%d, devices %s, at most %d jobs and %d connections", *self.address,
+                 ", ".join(self.options.devices), self.options.max_jobs, self.options.connections)
+
+    def answer(self, query: str) -> str:
+        """The RESPONSE to a QUERY."""
+        if query.strip() != protocol.HEALTH_QUERY:
+            raise protocol.ProtocolError(f"unknown query {query.strip()[:100]!r}: this server answers "
+                                         f"{protocol.HEALTH_QUERY!r}")
+        problems = self.pool.problems() + (["the server is shutting down"] if self.stopping else [])
+        return "ok" if not problems else "unhealthy: " + "; ".join(dict.fromkeys(problems))
 
     def serve_forever(self) -> None:
         """Accept clients until :meth:`request_shutdown`, then shut down gracefully."""
@@ -286,46 +509,66 @@ class ReconServer:
                     sock, addr = self._listener.accept()
                 except socket.timeout:
                     continue
-                except OSError:
+                except OSError as exc:
                     if self.stopping:
                         break
-                    raise
-                self._admit(sock, f"{addr[0]}:{addr[1]}")
+                    log.warning("accept failed (%s); still listening", exc)  # e.g. out of file descriptors
+                    time.sleep(0.1)
+                    continue
+                try:
+                    self._admit(sock, f"{addr[0]}:{addr[1]}")
+                except Exception as exc:  # noqa: BLE001 - one client's trouble must not stop the listener
+                    log.error("refusing a connection from %s:%s: %s", addr[0], addr[1], error_line(exc))
+                    self._refuse(sock, "the server cannot take this connection now; retry later")
         finally:
             self._shutdown()
 
     def _admit(self, sock: socket.socket, peer: str) -> None:
         number = next(self._count)
         with self._lock:
-            self._reap()
-            busy = len(self._sessions) >= self.options.max_jobs
-        session = _Session(self, sock, peer, number)
-        if busy:
-            log.warning("%s: refused, %d jobs in progress", session.name, self.options.max_jobs)
-            thread = threading.Thread(target=self._refuse, args=(session,), daemon=True)
-            thread.start()
+            full = len(self._sessions) >= self.options.connections
+        if full:
+            log.warning("conn %d (%s): refused, %d connections open (--max-connections)", number, peer,
+                        self.options.connections)
+            self._refuse(sock, f"server busy: {self.options.connections} connections open; retry later")
             return
+        session = _Session(self, sock, peer, number)
         thread = threading.Thread(target=session.run, name=f"dainr-conn-{number}", daemon=True)
         with self._lock:
             self._sessions[number] = (thread, session)
-        thread.start()
+        try:
+            thread.start()
+        except RuntimeError as exc:  # "can't start new thread": refuse this one, keep listening
+            self._forget(number)
+            log.error("%s: refused, cannot start its thread (%s)", session.name, exc)
+            self._refuse(sock, "the server cannot take this connection now; retry later")
 
-    @staticmethod
-    def _refuse(session: _Session) -> None:
+    def _refuse(self, sock: socket.socket, text: str) -> None:
+        """Answer ``ERROR: text`` and CLOSE without waiting (the reply fits the socket's buffer), then close."""
         with contextlib.suppress(OSError):
-            session._send(protocol.frame_text(protocol.error_line(
-                f"server busy: {session.server.options.max_jobs} jobs in progress (--max-jobs); retry later"))
-                + protocol.frame_close())
-        session._close()
+            sock.setblocking(False)
+            sock.send(protocol.frame_text(protocol.error_line(text)) + protocol.frame_close())
+        self._closer.close(sock)
 
-    def _reap(self) -> None:
-        for k in [k for k, (t, _) in self._sessions.items() if not t.is_alive()]:
-            del self._sessions[k]
+    def _take_slot(self) -> bool:
+        with self._lock:
+            if self._jobs >= self.options.max_jobs or self.stopping:
+                return False
+            self._jobs += 1
+            return True
+
+    def _free_slot(self) -> None:
+        with self._lock:
+            self._jobs -= 1
+
+    def _forget(self, number: int) -> None:
+        with self._lock:
+            self._sessions.pop(number, None)
 
     def request_shutdown(self) -> None:
         """Stop accepting; running connections get ``grace_s`` seconds (safe from a signal handler: no locks)."""
         if not self.stopping:
-            self._in_progress = [s for t, s in list(self._sessions.values()) if t.is_alive()]
+            self._in_progress = [s for _, s in list(self._sessions.values())]
             log.info("shutdown requested; %d connection(s) in progress", len(self._in_progress))
         self.stopping = True
 
@@ -333,7 +576,6 @@ class ReconServer:
         if self._listener is not None:
             self._listener.close()
         with self._lock:
-            self._reap()
             running = list(self._sessions.values())
         if running:
             log.info("waiting up to %.0f s for %d connection(s) to finish", self.options.grace_s, len(running))
@@ -343,9 +585,13 @@ class ReconServer:
         late = [s for t, s in running if t.is_alive()]
         for s in late:
             s._fail(ShuttingDown("the server is shutting down; the reconstruction was cancelled"))
+        # Cancelled slices stop at their next progress report, or their worker process is killed after the cancel
+        # grace: a hard limit, whatever the reconstruction does.
+        hard = time.monotonic() + self.options.cancel_grace_s + 2.0
         for thread, _ in running:
-            thread.join(10)
-        self.pool.shutdown()
+            thread.join(max(0.0, hard - time.monotonic()))
+        self.pool.shutdown(max(0.0, hard - time.monotonic()))
+        self._closer.stop()
         in_progress = {id(s): s for s in self._in_progress + [s for _, s in running]}
         log.info("stopped: %d connection(s) finished during shutdown, %d cancelled", len(in_progress) - len(late),
                  len(late))
@@ -361,4 +607,4 @@ class ReconServer:
             yield self
         finally:
             self.request_shutdown()
-            thread.join(self.options.grace_s + 30)
+            thread.join(self.options.grace_s + self.options.cancel_grace_s + 10)

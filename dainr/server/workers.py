@@ -2,21 +2,31 @@
 
 Slices from every connection wait in one FIFO queue. Each device has one worker that takes the next slice, runs
 :func:`dainr.stream.reconstruct_slice` on its device (which holds the cross-process GPU lock of
-:mod:`dainr.stream.device_lock`) and resolves the slice's future. With one device the worker is a thread of the
-server; with several (or ``isolate=True``) each worker is a child process, because :func:`dainr.recon.reconstruct`
-seeds PyTorch's process-global random generators and two optimisations in one process would disturb each other's
-initialisation (the images would then differ from ``dainr recon``'s). A cancelled slice is dropped before it starts,
-or stopped at its next progress report.
+:mod:`dainr.stream.device_lock`) and resolves the slice's future.
+
+By default a worker is a child process (``isolate``): a cancelled slice that does not stop within ``cancel_grace_s``
+(its optimisation reports progress only every ``dainr.log_every`` steps) has its process killed and restarted, so no
+client can keep a device busy after it left; a crash or an out-of-memory kill costs one slice, not the server; and
+memory a slice used returns to the system with the process. :func:`dainr.recon.reconstruct` also seeds PyTorch's
+process-global random generators, so two optimisations in one process would disturb each other's initialisation.
+In-process workers (threads, ``isolate=False``: one device only) start faster but cannot be stopped between two
+progress reports.
+
+A cancelled slice is dropped before it starts, stopped at its next progress report, or (in a child process) killed
+after ``cancel_grace_s``. Failures reach the session as :class:`dainr.errors.DainrError` s whose message a client may
+read: an unexpected exception becomes :class:`InternalError` (its type only), the details go to the server log.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import gc
 import logging
 import multiprocessing as mp
 import queue
 import threading
 import time
+import traceback
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +37,9 @@ from dainr.stream.settings import ReconSettings
 
 log = logging.getLogger(__name__)
 
+#: Seconds a cancelled slice may take to stop before its worker process is killed (and restarted).
+CANCEL_GRACE_S = 5.0
+
 
 class JobCancelled(DainrError):
     """The slice's connection went away (or the server is shutting down) before it finished."""
@@ -35,9 +48,15 @@ class JobCancelled(DainrError):
         super().__init__(message)
 
 
-class WorkerError(DainrError):
-    """A worker process died, or its reconstruction failed unexpectedly (the message is that failure's
-    :func:`~dainr.errors.error_line`)."""
+class InternalError(DainrError):
+    """A reconstruction failed unexpectedly (not a refusal of the data or config). The message names only the kind of
+    failure, for the client; the server log has the details."""
+
+    @classmethod
+    def of(cls, kind: str) -> InternalError:
+        if kind == "MemoryError":
+            return cls("the server ran out of memory reconstructing this slice (the server log has the details)")
+        return cls(f"internal error in the reconstruction ({kind}); the server log has the details")
 
 
 @dataclass
@@ -53,7 +72,7 @@ class QueuedSlice:
     cancel:
         Set to drop or stop the slice.
     future:
-        Resolves to a :class:`~dainr.stream.pipeline.SliceOutput` (or raises).
+        Resolves to a :class:`~dainr.stream.pipeline.SliceOutput` (or raises a :class:`~dainr.errors.DainrError`).
     """
 
     job: SliceJob
@@ -73,6 +92,8 @@ def _check(cancel: Any):
 
 
 def _run(job: SliceJob, settings: ReconSettings, device: str, cancel: Any) -> SliceOutput:
+    # The fit loop checks ``cancel`` at every progress report (``dainr.log_every`` steps); a per-step hook in the
+    # loop would stop it at the next step (see the report of issue 19).
     if cancel.is_set():
         raise JobCancelled()
     return reconstruct_slice(job, settings, progress=_check(cancel), device=device)
@@ -85,6 +106,17 @@ def _free_cache(device: str) -> None:
         torch.cuda.empty_cache()
 
 
+def _outcome(exc: BaseException) -> tuple[str, Any]:
+    """How a failure travels (pickled, from a child process): a refusal as itself, anything else as its type name
+    and the details for the log."""
+    if isinstance(exc, JobCancelled):
+        return "cancelled", ""
+    if isinstance(exc, DainrError):
+        return "refused", exc.with_traceback(None)
+    details = error_line(exc) + "\n" + "".join(traceback.format_exception(exc)).rstrip()
+    return "internal", (type(exc).__name__, details)
+
+
 def _process_main(conn: Any, device: str, cancel: Any) -> None:
     """Body of a worker process: reconstruct what the parent sends until it sends None."""
     while True:
@@ -92,16 +124,18 @@ def _process_main(conn: Any, device: str, cancel: Any) -> None:
         if msg is None:
             return
         job, settings = msg
+        msg = None
         try:
-            conn.send(("ok", _run(job, settings, device, cancel)))
-        except JobCancelled:
-            conn.send(("cancelled", ""))
-        except DainrError as exc:
-            conn.send(("dainr", exc))
-        except Exception as exc:  # noqa: BLE001 - reported to the parent as one line
-            conn.send(("error", error_line(exc)))
+            reply: tuple[str, Any] = ("ok", _run(job, settings, device, cancel))
+        except BaseException as exc:  # noqa: BLE001 - every failure goes back to the parent
+            reply = _outcome(exc)
+        job = settings = None
+        try:
+            conn.send(reply)
         finally:
+            reply = None
             _free_cache(device)
+            gc.collect()  # the failed optimisation's frames and tensors, now rather than at some later collection
 
 
 class _Worker:
@@ -112,6 +146,8 @@ class _Worker:
         self.device = device
         self.isolate = isolate
         self.current: QueuedSlice | None = None
+        self.started: float | None = None
+        self.cancelled_at: float | None = None
         self.process = None
         self.conn = None
         self.cancel = mp.get_context("spawn").Event() if isolate else None
@@ -131,46 +167,79 @@ class _Worker:
         child.close()
         self.conn = parent
 
+    def problem(self) -> str | None:
+        """Why this worker cannot take a job now (None when it can, or will as soon as its current job ends)."""
+        if not self.thread.is_alive():
+            return f"the worker for {self.device} has stopped"
+        if self.isolate and self.process is not None and not self.process.is_alive() and self.current is None:
+            return f"the worker process for {self.device} is not running"
+        if self.cancelled_at is not None and time.monotonic() - self.cancelled_at > self.pool.cancel_grace_s + 5:
+            return f"the worker for {self.device} is stuck in a cancelled reconstruction"
+        return None
+
     def _loop(self) -> None:
         while True:
             item = self.pool._queue.get()
             if item is None:
                 break
-            if item.cancel.is_set() or not item.future.set_running_or_notify_cancel():
-                if not item.future.done():
-                    item.future.set_exception(JobCancelled())
-                continue
-            self.current = item
-            waited = time.perf_counter() - item.submitted
-            log.info("%s: starting on %s (queued %.2f s)", item.label, self.device, waited)
-            t0 = time.perf_counter()
-            try:
-                out = self._run_isolated(item) if self.isolate else self._run_here(item)
-                item.future.set_result(out)
-                log.info("%s: done on %s in %.2f s (%s)", item.label, self.device, time.perf_counter() - t0,
-                         out.result.method)
-            except BaseException as exc:  # noqa: BLE001 - every failure resolves the future
-                item.future.set_exception(exc)
-                level = logging.INFO if isinstance(exc, JobCancelled) else logging.WARNING
-                log.log(level, "%s: %s on %s after %.2f s", item.label,
-                        "cancelled" if isinstance(exc, JobCancelled) else f"failed ({exc})", self.device,
-                        time.perf_counter() - t0)
-            finally:
-                self.current = None
+            self._serve(item)
+            item = None  # nothing of a finished slice stays referenced by the worker
         if self.isolate and self.conn is not None:
             try:
                 self.conn.send(None)
             except OSError:
                 pass
-            self.process.join(10)
-            if self.process.is_alive():
-                self.process.terminate()
+            self.process.join(2)
+            self._kill()
+
+    def _serve(self, item: QueuedSlice) -> None:
+        if item.cancel.is_set() or not item.future.set_running_or_notify_cancel():
+            if not item.future.done():
+                item.future.set_exception(JobCancelled())
+            return
+        self.current, self.started, self.cancelled_at = item, time.monotonic(), None
+        waited = time.perf_counter() - item.submitted
+        log.info("%s: starting on %s (queued %.2f s)", item.label, self.device, waited)
+        t0 = time.perf_counter()
+        try:
+            out = self._run_isolated(item) if self.isolate else self._run_here(item)
+        except JobCancelled as exc:
+            log.info("%s: cancelled on %s after %.2f s", item.label, self.device, time.perf_counter() - t0)
+            item.future.set_exception(exc.with_traceback(None))
+        except DainrError as exc:
+            log.warning("%s: failed on %s after %.2f s: %s", item.label, self.device, time.perf_counter() - t0,
+                        error_line(exc))
+            item.future.set_exception(exc.with_traceback(None))
+        else:
+            item.future.set_result(out)
+            log.info("%s: done on %s in %.2f s (%s)", item.label, self.device, time.perf_counter() - t0,
+                     out.result.method)
+        finally:
+            self.current = self.started = self.cancelled_at = None
 
     def _run_here(self, item: QueuedSlice) -> SliceOutput:
         try:
             return _run(item.job, item.settings, self.device, item.cancel)
+        except (JobCancelled, DainrError):
+            raise
+        except BaseException as exc:  # noqa: BLE001 - an internal failure, logged here, typed for the client
+            kind, details = _outcome(exc)[1]
+            log.warning("%s: %s", item.label, details)
+            raise InternalError.of(kind) from None
         finally:
             _free_cache(self.device)
+
+    def _kill(self) -> int | None:
+        """Stop the worker process now (SIGTERM, then SIGKILL); its exit code."""
+        if self.process is None:
+            return None
+        if self.process.is_alive():
+            self.process.terminate()
+            self.process.join(2)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join(5)
+        return self.process.exitcode
 
     def _run_isolated(self, item: QueuedSlice) -> SliceOutput:
         self.cancel.clear()
@@ -178,28 +247,37 @@ class _Worker:
             self._spawn()
         try:
             self.conn.send((item.job, item.settings))
-            while not self.conn.poll(0.2):
+            while not self.conn.poll(0.1):
                 if item.cancel.is_set():
-                    self.cancel.set()
+                    if self.cancelled_at is None:
+                        self.cancelled_at = time.monotonic()
+                        self.cancel.set()
+                    elif time.monotonic() - self.cancelled_at > self.pool.cancel_grace_s:
+                        code = self._kill()
+                        log.warning("%s: did not stop within %.1f s of being cancelled; its worker process for %s "
+                                    "was killed (exit code %s) and is restarted", item.label,
+                                    self.pool.cancel_grace_s, self.device, code)
+                        self._spawn()
+                        raise JobCancelled()
                 if not self.process.is_alive():
                     raise EOFError
             status, value = self.conn.recv()
         except (EOFError, OSError):
-            self.process.join(1)
-            if self.process.is_alive():
-                self.process.terminate()
-                self.process.join(5)
-            code = self.process.exitcode
+            code = self._kill()
             self._spawn()
-            raise WorkerError(f"the worker process for {self.device} died (exit code {code}); it was restarted") \
-                from None
+            log.warning("%s: the worker process for %s died (exit code %s); it was restarted", item.label,
+                        self.device, code)
+            raise InternalError(f"the reconstruction process died (exit code {code}; out of memory?); the server "
+                                "log has the details") from None
+        if status == "ok":
+            return value
         if status == "cancelled":
             raise JobCancelled()
-        if status == "dainr":
+        if status == "refused":
             raise value
-        if status == "error":
-            raise WorkerError(value)
-        return value
+        kind, details = value
+        log.warning("%s: %s", item.label, details)
+        raise InternalError.of(kind)
 
 
 class WorkerPool:
@@ -210,13 +288,16 @@ class WorkerPool:
     devices:
         Device names, one worker each (``["cuda:0", "cuda:1"]``, ``["cpu"]``; a device may repeat).
     isolate:
-        Run workers in child processes even with a single device (always so with several).
+        Run workers in child processes (the default; always so with several devices).
+    cancel_grace_s:
+        Seconds a cancelled slice may take to stop before its worker process is killed.
     """
 
-    def __init__(self, devices: list[str], isolate: bool = False) -> None:
+    def __init__(self, devices: list[str], isolate: bool = True, cancel_grace_s: float = CANCEL_GRACE_S) -> None:
         if not devices:
             raise ValueError("at least one device")
         self.devices = list(devices)
+        self.cancel_grace_s = cancel_grace_s
         self._queue: queue.Queue[QueuedSlice | None] = queue.Queue()
         isolate = isolate or len(devices) > 1
         self._workers = [_Worker(self, d, isolate) for d in devices]
@@ -238,13 +319,29 @@ class WorkerPool:
 
     @property
     def running(self) -> list[str]:
-        return [w.current.label for w in self._workers if w.current is not None]
+        return [item.label for w in self._workers if (item := w.current) is not None]
+
+    def problems(self) -> list[str]:
+        """Why a job would not be taken (empty when every worker can take one, or will when its job ends)."""
+        found = [p for w in self._workers if (p := w.problem()) is not None]
+        return (["the server is shutting down"] if self.closed else []) + found
 
     def shutdown(self, timeout: float = 30.0) -> None:
-        """Stop the workers once the queue is drained (cancel the slices first to drop them)."""
+        """Stop the workers once the queue is drained (cancel the slices first to drop them); after ``timeout``
+        seconds, kill the worker processes still busy."""
         self.closed = True
         for _ in self._workers:
             self._queue.put(None)
         deadline = time.monotonic() + timeout
         for w in self._workers:
             w.thread.join(max(0.0, deadline - time.monotonic()))
+        for w in self._workers:
+            if w.thread.is_alive() and w.isolate:
+                log.warning("the worker for %s is still busy at the end of the shutdown; killing its process",
+                            w.device)
+                w._kill()
+
+    @property
+    def busy_threads(self) -> list[str]:
+        """In-process workers still inside a reconstruction (they cannot be stopped from outside)."""
+        return [w.device for w in self._workers if not w.isolate and w.thread.is_alive() and w.current is not None]

@@ -15,19 +15,27 @@ same pixels and headers for the same data and config.
 * :mod:`dainr.stream.protocol` — the MRD/Gadgetron wire format.
 """
 
-from dainr.stream.collector import SliceCollector, SliceJob, slice_jobs
-from dainr.stream.pipeline import SliceOutput, new_collector, reconstruct_slice, stream_images
-from dainr.stream.settings import ReconSettings, properties_from_element, properties_from_xml
+import importlib
+from typing import TYPE_CHECKING, Any
 
-__all__ = [
-    "ReconSettings",
-    "SliceCollector",
-    "SliceJob",
-    "SliceOutput",
-    "new_collector",
-    "properties_from_element",
-    "properties_from_xml",
-    "reconstruct_slice",
-    "slice_jobs",
-    "stream_images",
-]
+if TYPE_CHECKING:
+    from dainr.stream.collector import SliceCollector, SliceJob, slice_jobs
+    from dainr.stream.pipeline import SliceOutput, new_collector, reconstruct_slice, stream_images
+    from dainr.stream.settings import ReconSettings, properties_from_element, properties_from_xml
+
+#: Where each name lives. They are imported on first use, so that the light modules (the wire format, the
+#: settings) can be imported without the engine and PyTorch (``python -m dainr.server.health`` does).
+_EXPORTS = {
+    "ReconSettings": "settings", "properties_from_element": "settings", "properties_from_xml": "settings",
+    "SliceCollector": "collector", "SliceJob": "collector", "slice_jobs": "collector",
+    "SliceOutput": "pipeline", "new_collector": "pipeline", "reconstruct_slice": "pipeline",
+    "stream_images": "pipeline",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'dainr.stream' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"dainr.stream.{_EXPORTS[name]}"), name)

@@ -10,9 +10,12 @@ from __future__ import annotations
 import dataclasses
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 
+from dainr.config import Config
 from dainr.data import ReconResult
+from dainr.errors import ResourceError
 from dainr.mrd import Binning, TrajectoryOverride, to_images
 from dainr.mrd.images import image_from_bytes, image_to_bytes
 from dainr.mrd.acquisitions import AcquisitionLike
@@ -57,6 +60,53 @@ def _output_from_wire(job: SliceJob, images: list[bytes], result: ReconResult) -
     return SliceOutput(job=job, images=[image_from_bytes(b) for b in images], result=result)
 
 
+def host_memory_available() -> int | None:
+    """Bytes this process may still allocate: ``MemAvailable`` of ``/proc/meminfo``, lowered to what is left under the
+    cgroup's ``memory.max`` (a container's limit) where there is one; None where neither can be read."""
+    free: int | None = None
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                free = int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if limit != "max":
+            room = int(limit) - int(Path("/sys/fs/cgroup/memory.current").read_text())
+            free = room if free is None else min(free, room)
+    except (OSError, ValueError):
+        pass
+    return free
+
+
+def check_host_memory(job: SliceJob, config: Config) -> None:
+    """On the CPU, refuse a slice whose estimated memory exceeds what the machine has available, before anything is
+    allocated (INPUT_POLICY.md rule 9; on a GPU the engine plans its own memory, :mod:`dainr.recon.budget`).
+
+    Raises
+    ------
+    ResourceError
+        One line: the estimate, what is available, and what to lower.
+    """
+    from dainr.recon.budget import SeriesShape, estimate_memory
+    from dainr.recon.device import resolve_device
+
+    if resolve_device(config.device).type != "cpu":
+        return
+    free = host_memory_available()
+    if free is None:
+        return
+    cine = job.cine
+    coils = min(config.prep.virtual_coils, cine.n_coils) if config.prep.virtual_coils else None
+    need = estimate_memory(SeriesShape.of(cine, coils), config).total
+    if need > free:
+        raise ResourceError(f"slice {cine.slice_index} needs about {need / 2**30:.1f} GiB of memory for "
+                            f"{config.method} on the CPU, more than the {free / 2**30:.1f} GiB available: use fewer "
+                            "coils (prep.virtual_coils=8), a smaller grid (dainr.grid.log2_table_size), fewer frames "
+                            "per step (dainr.frames_per_step), or a machine with more memory")
+
+
 def new_collector(header_xml: bytes, settings: ReconSettings) -> SliceCollector:
     """A :class:`SliceCollector` for one stream (checks the header at once); trajectory rules and binning come from
     the config exactly as ``dainr recon`` takes them."""
@@ -69,7 +119,8 @@ def reconstruct_slice(job: SliceJob, settings: ReconSettings, progress: Progress
     """Reconstruct one slice and turn it into its numbered images: the per-slice path of every front end.
 
     The engine runs holding the device's GPU lock (:func:`dainr.stream.device_lock.gpu_lock`; none on a CPU), so
-    reconstructions of several processes on one GPU queue instead of competing for its memory.
+    reconstructions of several processes on one GPU queue instead of competing for its memory. On a CPU the slice's
+    estimated memory is checked first (:func:`check_host_memory`).
 
     Parameters
     ----------
@@ -89,6 +140,7 @@ def reconstruct_slice(job: SliceJob, settings: ReconSettings, progress: Progress
     from dainr.recon import reconstruct
 
     config = settings.config if device is None else dataclasses.replace(settings.config, device=device)
+    check_host_memory(job, config)
     with gpu_lock(config.device) as waited:
         if waited > 1.0:
             log.info("slice %d: waited %.1f s for the GPU", job.cine.slice_index, waited)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import ctypes
 import io
+import select
 import socket
 import struct
 import time
@@ -48,6 +49,9 @@ DEPENDENCY_QUERY = 1019
 IMAGE = 1022
 WAVEFORM = 1026
 
+#: The QUERY a health probe sends to ``dainr serve``; the RESPONSE is ``ok`` or ``unhealthy: <why>``.
+HEALTH_QUERY = "dainr::health"
+
 NAMES = {CONFIG_FILE: "CONFIG_FILE", CONFIG_TEXT: "CONFIG_TEXT", HEADER: "HEADER", CLOSE: "CLOSE", TEXT: "TEXT",
          QUERY: "QUERY", RESPONSE: "RESPONSE", ERROR: "ERROR", ACQUISITION: "ACQUISITION", IMAGE: "IMAGE",
          WAVEFORM: "WAVEFORM", DICOM_WITHNAME: "DICOM_WITHNAME", DEPENDENCY_QUERY: "DEPENDENCY_QUERY"}
@@ -59,6 +63,7 @@ _U64 = struct.Struct("<Q")
 _ACQ_HEAD = ctypes.sizeof(ismrmrd.AcquisitionHeader)
 _IMG_HEAD = ctypes.sizeof(ismrmrd.ImageHeader)
 _WAV_HEAD = ctypes.sizeof(ismrmrd.WaveformHeader)
+_DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)
 
 
 class ProtocolError(InputError):
@@ -144,6 +149,9 @@ class MessageReader:
         self.deadline: float | None = None if limits.stream_timeout_s is None else \
             time.monotonic() + limits.stream_timeout_s
         self._deadline_why = f"did not finish its stream within {limits.stream_timeout_s or 0:g} s"
+        self._poll = select.poll() if hasattr(select, "poll") else None
+        if self._poll is not None:
+            self._poll.register(sock.fileno(), select.POLLIN | select.POLLPRI)
 
     def set_deadline(self, deadline: float | None, why: str) -> None:
         """Read nothing after ``deadline`` (``time.monotonic()``), if it is earlier than the current one; ``why``
@@ -160,6 +168,14 @@ class MessageReader:
             timeout = min(timeout, left)
         return timeout
 
+    def wait_readable(self, timeout: float) -> bool:
+        """True when the socket has data (or EOF) within ``timeout`` seconds."""
+        # Waiting here, not through the socket's own time-out, leaves that one to the sending side: another thread
+        # may be sending on the same socket meanwhile (images while acquisitions still arrive).
+        if self._poll is None:
+            return bool(select.select([self.sock], [], [], timeout)[0])
+        return bool(self._poll.poll(max(0, int(timeout * 1000) + 1)))
+
     def read_into(self, view: memoryview, what: str) -> None:
         """Fill ``view`` (bytes) from the socket: :class:`PeerClosed` on EOF, :class:`TimedOut` on silence or past
         the deadline."""
@@ -168,15 +184,16 @@ class MessageReader:
             raise ProtocolError(f"{self.peer} sent more than {self.limits.max_stream_bytes} bytes on one connection")
         got = 0
         while got < n:
-            self.sock.settimeout(self._timeout(what))
-            try:
-                k = self.sock.recv_into(view[got:], min(n - got, 1 << 20))
-            except socket.timeout:
+            if not self.wait_readable(self._timeout(what)):
                 if self.deadline is not None and time.monotonic() >= self.deadline:
                     raise TimedOut(f"{self.peer} {self._deadline_why} (while the server waited for {what})",
-                                   idle=False) from None
+                                   idle=False)
                 raise TimedOut(f"{self.peer} sent nothing for {self.limits.idle_timeout_s:g} s in the middle of "
-                               f"the stream (while the server waited for {what})", idle=True) from None
+                               f"the stream (while the server waited for {what})", idle=True)
+            try:
+                k = self.sock.recv_into(view[got:], min(n - got, 1 << 20), _DONTWAIT)
+            except (BlockingIOError, InterruptedError, socket.timeout):
+                continue
             except OSError as exc:
                 raise PeerClosed(f"the connection broke while reading {what} ({exc})", truncated=True) from None
             if not k:

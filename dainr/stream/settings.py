@@ -23,12 +23,13 @@ import dataclasses
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping
 
-from dainr.config import DEFAULT_PRESET, Config, find_in_dirs, load_config, nested_key
+from dainr.config import DEFAULT_PRESET, Config, load_config, nested_key
 from dainr.errors import ConfigError
 
-_ALIASES = {"config": "config_file", "series": "series_index", "complex": "complex_output"}
+#: Other names of the front-end properties (``config`` for ``config_file`` ...).
+ALIASES = {"config": "config_file", "series": "series_index", "complex": "complex_output"}
 _FRONT_END_KEYS = ("preset", "config_file", "series_index", "complex_output")
 _TOP_LEVEL_KEYS = tuple(f.name for f in dataclasses.fields(Config))
 
@@ -61,34 +62,32 @@ class ReconSettings:
     @classmethod
     def load(cls, preset: str = DEFAULT_PRESET, config_file: str | Path | None = None,
              overrides: Iterable[str | dict[str, Any]] = (), series_index: int = 1,
-             complex_output: bool = False, search_dirs: Sequence[Path] | None = None) -> ReconSettings:
-        """Settings from the same inputs as ``dainr recon --preset P --config F --set K=V`` (``search_dirs``: see
-        :func:`dainr.config.load_config`)."""
-        config = load_config(preset, config_file, list(overrides), search_dirs=search_dirs)
+             complex_output: bool = False) -> ReconSettings:
+        """Settings from the same inputs as ``dainr recon --preset P --config F --set K=V``."""
+        config = load_config(preset, config_file, list(overrides))
         return cls(config=config, series_index=int(series_index), complex_output=bool(complex_output),
                    source=f"preset {config.preset}" + (f" + {Path(config_file).name}" if config_file else ""))
 
     @classmethod
-    def from_properties(cls, properties: Mapping[str, str], *, default_preset: str = DEFAULT_PRESET,
-                        config_dirs: Iterable[Path] | None = None) -> ReconSettings:
-        """Settings from name/value pairs (gadget ``<property>`` items, server XML or YAML text).
+    def from_properties(cls, properties: Mapping[str, Any], *, default_preset: str = DEFAULT_PRESET
+                        ) -> ReconSettings:
+        """Settings from name/value pairs (gadget ``<property>`` items, the server's XML or YAML).
 
         Parameters
         ----------
         properties:
-            Names as in the module docstring; values are strings (or YAML scalars).
+            Names as in the module docstring; values are strings (or YAML scalars, or nested mappings of config
+            keys). ``preset`` and ``config_file`` are names or paths on this machine (the server resolves a
+            client's names to its own files first: :mod:`dainr.server.config_names`).
         default_preset:
             Preset used when ``preset`` is absent.
-        config_dirs:
-            When given (server mode), ``preset`` and ``config_file`` must be bare names resolved in these folders,
-            never paths chosen by the client; when None (gadget mode), they may be paths on this machine.
 
         Raises
         ------
         ConfigError
             One line naming the bad property and the valid ones.
         """
-        props = {_ALIASES.get(k.strip(), k.strip()): v for k, v in properties.items()}
+        props = {ALIASES.get(k.strip(), k.strip()): v for k, v in properties.items()}
         preset = str(props.pop("preset", "") or default_preset).strip()
         config_file = str(props.pop("config_file", "") or "").strip() or None
         series_index = _as_int(props.pop("series_index", 1), "series_index")
@@ -102,10 +101,7 @@ class ReconSettings:
                 raise ConfigError(f"unknown property '{key}'; use one of {valid} or a config key such as "
                                   "dainr.steps")
             overrides.append(f"{key}={value}" if isinstance(value, str) else nested_key(key, value))
-        dirs = None if config_dirs is None else list(config_dirs)
-        if dirs is not None and config_file is not None:
-            config_file = str(find_named_file(config_file, dirs, "config_file"))
-        settings = cls.load(preset, config_file, overrides, series_index, complex_output, search_dirs=dirs)
+        settings = cls.load(preset, config_file, overrides, series_index, complex_output)
         return dataclasses.replace(settings, source=settings.source + "".join(
             f", {k}={v}" for k, v in props.items()))
 
@@ -126,15 +122,6 @@ def _as_bool(value: Any, name: str) -> bool:
     if text in ("false", "no", "off", "0", ""):
         return False
     raise ConfigError(f"property '{name}' must be true or false, got {value!r}")
-
-
-def find_named_file(name: str, dirs: list[Path], what: str) -> Path:
-    """A bare file name looked up in ``dirs`` (server mode: clients name files, they never give paths)."""
-    path = find_in_dirs(name, dirs, what)
-    if path is not None:
-        return path
-    where = ", ".join(str(d) for d in dirs) or "none configured"
-    raise ConfigError(f"{what} {name!r} not found in the server's config folders ({where})")
 
 
 def properties_from_element(element: ET.Element | None) -> dict[str, str]:

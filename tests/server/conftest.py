@@ -39,10 +39,36 @@ def ref_adjoint(tmp_path_factory, raw_one, raw_two) -> dict:
 
 
 def make_server(tmp_path: Path, **kw) -> ReconServer:
-    opts = dict(host="127.0.0.1", port=0, devices=["cpu"], max_jobs=8, default_config="cpu-test",
+    """A server on a free port of 127.0.0.1; its worker is a thread unless ``isolate=True`` (faster to start)."""
+    opts = dict(host="127.0.0.1", port=0, devices=["cpu"], isolate=False, max_jobs=8, default_config="cpu-test",
                 config_dirs=[], limits=Limits(idle_timeout_s=20.0), grace_s=10.0)
     opts.update(kw)
     return ReconServer(ServerOptions(**opts))
+
+
+@pytest.fixture
+def operator_dir(tmp_path) -> Path:
+    """An operator's --config-dir: ``long`` (an optimisation that never ends on its own, reporting progress at every
+    step) and ``stubborn`` (the same, never reporting progress)."""
+    d = tmp_path / "operator"
+    d.mkdir()
+    (d / "long.yaml").write_text("preset: cpu-test\ndainr:\n  steps: 100000000\n  log_every: 1\n")
+    (d / "stubborn.yaml").write_text("preset: cpu-test\ndainr:\n  steps: 100000000\n  log_every: 100000000\n")
+    return d
+
+
+def send_request(sock: socket.socket, raw: Path, config: str | None = None, text: str | None = None,
+                 close: bool = True) -> None:
+    """Send a whole request by hand: CONFIG_FILE ``config`` (or CONFIG_TEXT ``text``), the header, every
+    acquisition of ``raw`` and (``close``) CLOSE."""
+    from dainr.mrd import read_acquisitions
+    from dainr.stream import protocol
+
+    header, acqs = read_acquisitions(raw)
+    first = protocol.frame_text(text, protocol.CONFIG_TEXT) if text is not None else \
+        protocol.frame_config_file(config or "default")
+    sock.sendall(first + protocol.frame_text(header, protocol.HEADER) + b"".join(protocol.frame_item(a) for a in acqs)
+                 + (protocol.frame_close() if close else b""))
 
 
 @pytest.fixture

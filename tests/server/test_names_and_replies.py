@@ -11,7 +11,7 @@ import pytest
 from dainr.cli import main
 from dainr.config import load_config
 from dainr.errors import ConfigError
-from dainr.server.config_names import settings_for_name
+from dainr.server.config_names import OperatorConfigError, settings_for_name, settings_for_text
 from dainr.stream.settings import ReconSettings
 from tests.conftest import simulate_file
 
@@ -47,20 +47,27 @@ def test_config_dir_yaml_naming_a_preset_starts_from_that_preset(tmp_path):
     assert got.dainr.steps == load_config("cpu-test").dainr.steps != load_config("fast").dainr.steps
 
 
-def test_config_dir_yaml_preset_then_config_file_then_properties(tmp_path):
+def test_config_dir_chain_with_yaml_preset_then_config_file_then_properties(tmp_path):
     (tmp_path / "site.yaml").write_text("preset: cpu-test\ndainr:\n  steps: 7\n  hidden: 8\n")
     (tmp_path / "more.yaml").write_text("dainr:\n  steps: 9\n")
-    got = ReconSettings.from_properties({"preset": "site", "config_file": "more", "dainr.hidden": "4"},
-                                        config_dirs=[tmp_path]).config
+    (tmp_path / "chain.xml").write_text(
+        '<configuration><stream><external><execute name="gadget.dainr_gadget" target="recon" type="python"/>'
+        '<configuration><property name="preset" value="site"/><property name="config" value="more"/>'
+        '<property name="dainr.hidden" value="4"/></configuration></external></stream></configuration>')
+    got = settings_for_name("chain", DEFAULT, [tmp_path]).config
     assert (got.dainr.steps, got.dainr.hidden, got.device) == (9, 4, "cpu")
     assert got.dainr.lr == load_config("cpu-test").dainr.lr
+    text = settings_for_text("preset: site\nconfig_file: more.yaml\ndainr:\n  steps: 11\n", "fast", [tmp_path])
+    assert (text.config.dainr.steps, text.config.dainr.hidden) == (11, 8)
 
 
 def test_config_dir_yaml_naming_an_unknown_preset_is_refused_in_one_line(tmp_path):
     (tmp_path / "site.yaml").write_text("preset: turbo\n")
-    with pytest.raises(ConfigError, match="site.yaml: 'preset: turbo' must name a built-in preset") as err:
+    with pytest.raises(OperatorConfigError, match="site.yaml: 'preset: turbo' must name a built-in preset") as err:
         settings_for_name("site", DEFAULT, [tmp_path])
     assert "\n" not in str(err.value)
+    assert err.value.client_text == ("the server's config 'site' does not load: tell the server's operator (the "
+                                     "server log says why)")
 
 
 def _server_that_hangs_up(reply: bytes) -> tuple[socket.socket, threading.Thread]:

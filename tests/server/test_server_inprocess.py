@@ -14,7 +14,7 @@ from dainr.mrd import read_acquisitions, read_images, write_images
 from dainr.server.replay import ServerError, replay
 from dainr.stream import protocol
 from tests.gadget.compare import DAINR_TOLERANCE, assert_same_images, cli_images
-from tests.server.conftest import ADJOINT, TIMEOUT, connect, make_server, read_reply, u16, wait_until
+from tests.server.conftest import ADJOINT, TIMEOUT, connect, make_server, read_reply, send_request, u16, wait_until
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -73,25 +73,26 @@ def test_four_concurrent_clients_get_complete_series(server, raw_one, raw_two, r
         assert_same_images(results[i].images, ref_adjoint[raw])
 
 
-def test_client_leaving_half_way_frees_its_job_and_server_keeps_serving(server, raw_one, ref_adjoint):
+def test_client_leaving_half_way_frees_its_job_and_server_keeps_serving(tmp_path, operator_dir, raw_one,
+                                                                        ref_adjoint):
     header, acqs = read_acquisitions(raw_one)
-    sock = connect(server)
-    # A long optimisation, so that the slice is still running when the client leaves.
-    config = "preset: cpu-test\ndainr.steps: 100000\ndainr.log_every: 1\n"
-    sock.sendall(protocol.frame_text(config, protocol.CONFIG_TEXT) + protocol.frame_text(header, protocol.HEADER)
-                 + b"".join(protocol.frame_item(a) for a in acqs))
-    wait_until(lambda: server.pool.running, what="the slice to start")
-    sock.close()  # gone, without CLOSE
-    wait_until(lambda: not server.pool.running and server.pool.waiting == 0, timeout=30, what="the job to stop")
-    result = replay(raw_one, "127.0.0.1", server.address[1], config_text=ADJOINT, timeout=TIMEOUT)
-    assert_same_images(result.images, ref_adjoint[raw_one])
-    half = connect(server)
-    half.sendall(protocol.frame_config_file("cpu-test") + protocol.frame_text(header, protocol.HEADER)
-                 + b"".join(protocol.frame_item(a) for a in acqs[: len(acqs) // 2]))
-    half.close()
-    result = replay(raw_one, "127.0.0.1", server.address[1], config_text=ADJOINT, timeout=TIMEOUT)
-    assert len(result.images) == 3
-    wait_until(lambda: all(not t.is_alive() for t, _ in server._sessions.values()), what="sessions to end")
+    srv = make_server(tmp_path, config_dirs=[operator_dir])
+    with srv.running():
+        sock = connect(srv)
+        # A long optimisation, so that the slice is still running when the client leaves.
+        send_request(sock, raw_one, config="long", close=False)
+        wait_until(lambda: srv.pool.running, what="the slice to start")
+        sock.close()  # gone, without CLOSE
+        wait_until(lambda: not srv.pool.running and srv.pool.waiting == 0, timeout=30, what="the job to stop")
+        result = replay(raw_one, "127.0.0.1", srv.address[1], config_text=ADJOINT, timeout=TIMEOUT)
+        assert_same_images(result.images, ref_adjoint[raw_one])
+        half = connect(srv)
+        half.sendall(protocol.frame_config_file("cpu-test") + protocol.frame_text(header, protocol.HEADER)
+                     + b"".join(protocol.frame_item(a) for a in acqs[: len(acqs) // 2]))
+        half.close()
+        result = replay(raw_one, "127.0.0.1", srv.address[1], config_text=ADJOINT, timeout=TIMEOUT)
+        assert len(result.images) == 3
+        wait_until(lambda: srv.sessions == 0 and srv.jobs == 0, what="sessions to end")
 
 
 @pytest.mark.parametrize("garbage, fragment", [
@@ -135,12 +136,11 @@ def test_refused_data_and_unknown_config_are_error_replies(server, raw_one, tmp_
     assert len(replay(raw_one, "127.0.0.1", server.address[1], config_text=ADJOINT).images) == 3
 
 
-def test_header_first_uses_the_default_config_and_waveforms_are_accepted(server, raw_one, tmp_path):
+def test_header_first_uses_the_default_config_and_waveforms_and_text_are_accepted(server, raw_one, tmp_path):
     header, acqs = read_acquisitions(raw_one)
     wav = ismrmrd.Waveform.from_array(np.ones((1, 8), np.uint32))
-    img = ismrmrd.Image.from_array(np.zeros((4, 4), np.float32), transpose=False)
     with connect(server) as sock:
-        sock.sendall(protocol.frame_text(header, protocol.HEADER) + protocol.frame_item(wav) + protocol.frame_item(img)
+        sock.sendall(protocol.frame_text(header, protocol.HEADER) + protocol.frame_item(wav)
                      + protocol.frame_text('{"parameters": {}}') + b"".join(protocol.frame_item(a) for a in acqs)
                      + protocol.frame_close())
         reply = read_reply(sock)
@@ -158,7 +158,7 @@ def test_busy_server_refuses_the_extra_connection(tmp_path, raw_one):
         with pytest.raises(ServerError, match="server busy"):
             replay(raw_one, "127.0.0.1", srv.address[1], config_text=ADJOINT, timeout=TIMEOUT)
         holder.close()
-        wait_until(lambda: all(not t.is_alive() for t, _ in srv._sessions.values()), what="the holder to end")
+        wait_until(lambda: srv.jobs == 0, what="the holder to end")
         assert len(replay(raw_one, "127.0.0.1", srv.address[1], config_text=ADJOINT).images) == 3
 
 

@@ -62,3 +62,23 @@ def test_realtime_binning_reaches_the_stream(tmp_path):
     assert main(["recon", str(raw), "-o", str(tmp_path / "cli.h5"), "--preset", "cpu-test", "--method", "adjoint",
                  "--spokes-per-frame", "5", "-q"]) == 0
     assert_same_images(images, read_images(tmp_path / "cli.h5")[1])
+
+
+def test_a_cpu_reconstruction_too_big_for_the_memory_is_refused_before_it_starts(tmp_path, monkeypatch):
+    """``dainr.grid.log2_table_size: 28`` on a CPU with 1 GiB available: one line, before any allocation (issue 19
+    item 2); the same slice with the preset's grid fits."""
+    import pytest
+
+    from dainr.errors import ResourceError
+    from dainr.stream import pipeline
+
+    raw = simulate_file(tmp_path / "raw.h5", matrix=16, frames=3, coils=2, spokes=5)[0]
+    header, acqs = read_acquisitions(raw)
+    monkeypatch.setattr(pipeline, "host_memory_available", lambda: 1 << 30)
+    huge = ReconSettings.load("cpu-test", overrides=["dainr.grid.log2_table_size=28", "dainr.grid.gridtype=hash",
+                                                   "dainr.grid.finest_resolution=65536"])
+    with pytest.raises(ResourceError, match=r"needs about [\d.]+ GiB of memory for dainr on the CPU, more than the "
+                                            r"1.0 GiB available: .*dainr.grid.log2_table_size"):
+        list(stream_images(header, iter(acqs), huge))
+    small = ReconSettings.load("cpu-test", overrides=["dainr.steps=1"])
+    assert len(next(stream_images(header, iter(acqs), small)).images) == 3

@@ -9,7 +9,6 @@ import pytest
 from dainr.config import load_config
 from dainr.errors import ConfigError
 from dainr.stream import ReconSettings, properties_from_element, properties_from_xml
-from dainr.stream.settings import find_named_file
 
 
 def test_properties_give_the_cli_config():
@@ -50,23 +49,6 @@ def test_config_file_property(tmp_path):
     f.write_text("dainr:\n  steps: 7\n")
     s = ReconSettings.from_properties({"preset": "cpu-test", "config_file": str(f)})
     assert s.config.dainr.steps == 7
-
-
-def test_server_mode_names_files_in_config_dirs_only(tmp_path):
-    (tmp_path / "site.yaml").write_text("method: adjoint\n")
-    s = ReconSettings.from_properties({"preset": "cpu-test", "config_file": "site"}, config_dirs=[tmp_path])
-    assert s.config.method == "adjoint"
-    assert find_named_file("site.yaml", [tmp_path], "x") == tmp_path / "site.yaml"
-    assert ReconSettings.from_properties({"preset": "site"}, config_dirs=[tmp_path]).config.method == "adjoint"
-    for bad in ("../site.yaml", str(tmp_path / "site.yaml")):
-        with pytest.raises(ConfigError, match="bare file name"):
-            ReconSettings.from_properties({"config_file": bad}, config_dirs=[tmp_path])
-        with pytest.raises(ConfigError, match="bare file name"):
-            ReconSettings.from_properties({"preset": bad}, config_dirs=[tmp_path])
-    with pytest.raises(ConfigError, match="not found"):
-        ReconSettings.from_properties({"config_file": "other"}, config_dirs=[tmp_path])
-    with pytest.raises(ConfigError, match="not found"):
-        ReconSettings.from_properties({"preset": "nope"}, config_dirs=[tmp_path])
 
 
 def test_both_property_forms_and_duplicates():
