@@ -39,7 +39,7 @@ from typing import Iterator
 from dainr.config import DEFAULT_PRESET
 from dainr.errors import ConfigError, DainrError, error_line
 from dainr.server.config_names import DEFAULT_MAX_STEPS, ConfigSources, OperatorConfigError
-from dainr.server.workers import CANCEL_GRACE_S, JobCancelled, QueuedSlice, WorkerPool
+from dainr.server.workers import CANCEL_GRACE_S, CancelFlag, JobCancelled, QueuedSlice, WorkerPool, detached
 from dainr.stream import protocol
 from dainr.stream.pipeline import new_collector
 from dainr.stream.settings import ReconSettings
@@ -221,7 +221,7 @@ class _Session:
             self.deadline = time.monotonic() + opts.connection_timeout_s
             self.reader.set_deadline(self.deadline, f"did not finish within the server's limit of "
                                                     f"{opts.connection_timeout_s:g} s per connection")
-        self.cancel = threading.Event()
+        self.cancel = CancelFlag()
         self.failure: BaseException | None = None
         self.slot = False
         self.outbox: queue.Queue[QueuedSlice | None] = queue.Queue()
@@ -281,7 +281,7 @@ class _Session:
 
     def _fail(self, exc: BaseException) -> None:
         if self.failure is None:
-            self.failure = exc.with_traceback(None)
+            self.failure = detached(exc)
         self.cancel.set()
         with contextlib.suppress(OSError):
             self.sock.shutdown(socket.SHUT_RD)  # wake the reader
@@ -388,7 +388,7 @@ class _Session:
                          f"{self.first_image:.2f} s" if self.first_image is not None else "-")
         except BaseException as exc:  # noqa: BLE001 - every failure is reported and cleaned up
             self._abort(self.failure or exc)
-            exc.__traceback__ = None
+            detached(exc)
         finally:
             self._release()
             self.failure = None

@@ -59,6 +59,25 @@ class InternalError(DainrError):
         return cls(f"internal error in the reconstruction ({kind}); the server log has the details")
 
 
+class CancelFlag(threading.Event):
+    """The cancel of a connection's slices: an event that remembers when it was first set (``set_at``,
+    ``time.monotonic()``), so that a worker slow to stop can be told from a stuck one."""
+
+    set_at: float | None = None
+
+    def set(self) -> None:
+        if self.set_at is None:
+            self.set_at = time.monotonic()
+        super().set()
+
+
+def detached(exc: BaseException) -> BaseException:
+    """``exc`` without its traceback and chained exceptions, whose frames would keep a failed slice's data alive
+    (until a full garbage collection) wherever the exception is kept."""
+    exc.__traceback__ = exc.__context__ = exc.__cause__ = None
+    return exc
+
+
 @dataclass
 class QueuedSlice:
     """A slice waiting for (or running on) a device.
@@ -112,7 +131,7 @@ def _outcome(exc: BaseException) -> tuple[str, Any]:
     if isinstance(exc, JobCancelled):
         return "cancelled", ""
     if isinstance(exc, DainrError):
-        return "refused", exc.with_traceback(None)
+        return "refused", detached(exc)
     details = error_line(exc) + "\n" + "".join(traceback.format_exception(exc)).rstrip()
     return "internal", (type(exc).__name__, details)
 
@@ -173,7 +192,9 @@ class _Worker:
             return f"the worker for {self.device} has stopped"
         if self.isolate and self.process is not None and not self.process.is_alive() and self.current is None:
             return f"the worker process for {self.device} is not running"
-        if self.cancelled_at is not None and time.monotonic() - self.cancelled_at > self.pool.cancel_grace_s + 5:
+        item = self.current
+        cancelled = getattr(item.cancel, "set_at", None) if item is not None else None
+        if cancelled is not None and time.monotonic() - cancelled > self.pool.cancel_grace_s + 2:
             return f"the worker for {self.device} is stuck in a cancelled reconstruction"
         return None
 
@@ -205,11 +226,11 @@ class _Worker:
             out = self._run_isolated(item) if self.isolate else self._run_here(item)
         except JobCancelled as exc:
             log.info("%s: cancelled on %s after %.2f s", item.label, self.device, time.perf_counter() - t0)
-            item.future.set_exception(exc.with_traceback(None))
+            item.future.set_exception(detached(exc))
         except DainrError as exc:
             log.warning("%s: failed on %s after %.2f s: %s", item.label, self.device, time.perf_counter() - t0,
                         error_line(exc))
-            item.future.set_exception(exc.with_traceback(None))
+            item.future.set_exception(detached(exc))
         else:
             item.future.set_result(out)
             log.info("%s: done on %s in %.2f s (%s)", item.label, self.device, time.perf_counter() - t0,
