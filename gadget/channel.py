@@ -11,7 +11,9 @@
 * Failures go to Gadgetron as an ERROR message (id 8, uint64 length, utf-8 text) before the CLOSE, so the chain
   fails loudly; a Python gadget never sends TEXT (id 5), which Gadgetron refuses from an external step.
 * In passive mode (``<connect>``) :func:`open_connection` reads CONFIG and HEADER itself, so a header that
-  ismrmrd-python cannot parse gets an ERROR reply instead of a crash without CLOSE.
+  ismrmrd-python cannot parse gets an ERROR reply instead of a crash without CLOSE; there a peer silent for the idle
+  time-out, or a stream that outlives the connection's deadline, ends the connection (:class:`StreamTimeout`), so an
+  idle client cannot block the next one for long.
 """
 
 from __future__ import annotations
@@ -41,8 +43,12 @@ class PeerGone(ConnectionError):
     """Gadgetron closed the socket (or it broke): nothing can be sent any more."""
 
 
+class StreamTimeout(PeerGone):
+    """The peer stayed silent too long, or its stream outlived the connection's deadline (it may still be there)."""
+
+
 class SafeSocket:
-    """Replacement of ``Connection.SocketWrapper`` that notices a closed peer.
+    """Replacement of ``Connection.SocketWrapper`` that notices a closed peer and a silent one.
 
     Parameters
     ----------
@@ -50,31 +56,59 @@ class SafeSocket:
         The connected socket.
     setup_timeout_s:
         Deadline, in seconds from now, for the reads before :meth:`end_setup` (CONFIG and HEADER, which Gadgetron
-        sends at once); None for none. Later reads wait as long as Gadgetron takes.
+        sends at once); None for none.
+    idle_timeout_s:
+        After :meth:`end_setup`: longest wait for the next bytes; None (active mode, where Gadgetron may take as
+        long as the scan does) for none.
+    deadline_s:
+        Seconds from now after which nothing more is read: the whole connection's limit; None for none.
     """
 
-    def __init__(self, sock: socket.socket, setup_timeout_s: float | None = None) -> None:
+    def __init__(self, sock: socket.socket, setup_timeout_s: float | None = None,
+                 idle_timeout_s: float | None = None, deadline_s: float | None = None) -> None:
         self.socket = sock
         self.socket.settimeout(None)
         self.closed = False
         self.setup_timeout_s = setup_timeout_s
-        self._deadline = None if setup_timeout_s is None else time.monotonic() + setup_timeout_s
+        self.idle_timeout_s = idle_timeout_s
+        self.deadline_s = deadline_s
+        now = time.monotonic()
+        self._setup_deadline = None if setup_timeout_s is None else now + setup_timeout_s
+        self._deadline = None if deadline_s is None else now + deadline_s
+        self._in_setup = True
 
     def end_setup(self) -> None:
-        """CONFIG and HEADER are read: no deadline from now on."""
-        self._deadline = None
-        self.socket.settimeout(None)
+        """CONFIG and HEADER are read: from now on the idle time-out and the connection's deadline apply."""
+        self._in_setup = False
+        self._setup_deadline = None
+
+    def _timeout(self) -> tuple[float | None, str]:
+        """Seconds the next ``recv`` may wait, and what waiting that long means."""
+        now = time.monotonic()
+        limits = []
+        if self._setup_deadline is not None:
+            limits.append((self._setup_deadline - now,
+                           f"Gadgetron sent no CONFIG and HEADER within {self.setup_timeout_s:g} s"))
+        if not self._in_setup and self.idle_timeout_s is not None:
+            limits.append((self.idle_timeout_s, f"the peer sent nothing for {self.idle_timeout_s:g} s"))
+        if self._deadline is not None:
+            limits.append((self._deadline - now, f"the stream did not end within {self.deadline_s:g} s"))
+        if not limits:
+            return None, ""
+        left, why = min(limits, key=lambda x: x[0])
+        return max(left, 1e-3), why
 
     def read(self, nbytes: int) -> bytes:
         chunks = []
         left = nbytes
         while left > 0:
+            timeout, why = self._timeout()
             try:
-                if self._deadline is not None:
-                    self.socket.settimeout(max(self._deadline - time.monotonic(), 1e-3))
+                self.socket.settimeout(timeout)
                 chunk = self.socket.recv(min(left, 1 << 20))
             except socket.timeout:
-                raise PeerGone(f"Gadgetron sent no CONFIG and HEADER within {self.setup_timeout_s:g} s") from None
+                error = PeerGone if self._in_setup else StreamTimeout
+                raise error(why) from None
             except OSError as exc:
                 raise PeerGone(f"the connection to Gadgetron broke ({exc})") from None
             if not chunk:
@@ -85,6 +119,7 @@ class SafeSocket:
 
     def write(self, data: Any) -> None:
         try:
+            self.socket.settimeout(self.idle_timeout_s)  # a peer that stops reading is as gone as a silent one
             self.socket.sendall(data)
         except OSError as exc:
             raise PeerGone(f"the connection to Gadgetron broke ({exc})") from None

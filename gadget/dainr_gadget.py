@@ -23,7 +23,9 @@ ismrmrd-python cannot parse ends the child there, without CLOSE, and Gadgetron r
 Gadgetron re-serialises the header, so this takes a hand-made client). Passive mode reads both itself and answers
 such a header with an ERROR. In both modes a Gadgetron that closes the socket, or sends nothing for
 ``SETUP_TIMEOUT_S`` seconds, before CONFIG and HEADER are in ends the gadget instead of leaving it spinning or waiting
-(active mode: :mod:`gadget.startup_guard`, run at start-up by the ``.pth`` file the package installs).
+(active mode: :mod:`gadget.startup_guard`, run at start-up by the ``.pth`` file the package installs). Passive mode
+serves one connection at a time, so it also drops a peer silent for ``--timeout`` seconds mid-stream, and a
+connection older than ``--max-time``, with an ERROR (and a log line): an idle client cannot block the next one.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from gadgetron.external import constants
 
 from dainr.errors import DainrError, InputError, error_line
 from dainr.stream import ReconSettings, SliceJob, new_collector, properties_from_element, reconstruct_slice
-from gadget.channel import GadgetChannel, PeerGone, SafeSocket, open_connection, send_error
+from gadget.channel import GadgetChannel, PeerGone, SafeSocket, StreamTimeout, open_connection, send_error
 from gadget.startup_guard import SETUP_TIMEOUT_S
 from gadget.recon_data import recon_data_to_acquisitions
 
@@ -100,6 +102,10 @@ def serve_channel(channel: GadgetChannel) -> bool:
         log.info("DA-INR gadget: done, %d slice(s), %d images, %.2f s", collector.slices_done, images,
                  time.perf_counter() - t0)
         return True
+    except StreamTimeout as exc:
+        log.warning("DA-INR gadget: dropped: %s", exc)
+        channel.send_error(ERROR_PREFIX + str(exc))
+        return False
     except PeerGone as exc:
         log.error("DA-INR gadget: %s; stopping", exc)
         return False
@@ -123,9 +129,18 @@ class DainrGadget:
         recon(connection)
 
 
-def handle_socket(sock: socket.socket) -> bool:
-    """Serve one accepted socket in passive mode (CONFIG and HEADER not yet read)."""
-    safe = SafeSocket(sock, setup_timeout_s=SETUP_TIMEOUT_S)
+#: Passive mode: longest silence of the peer once CONFIG and HEADER are in (``--timeout``), seconds.
+IDLE_TIMEOUT_S = 300.0
+#: Passive mode: longest a connection may last (``--max-time``), seconds.
+MAX_TIME_S = 3600.0
+
+
+def handle_socket(sock: socket.socket, idle_timeout_s: float | None = IDLE_TIMEOUT_S,
+                  deadline_s: float | None = MAX_TIME_S) -> bool:
+    """Serve one accepted socket in passive mode (CONFIG and HEADER not yet read): CONFIG and HEADER within
+    :data:`SETUP_TIMEOUT_S`, then no silence longer than ``idle_timeout_s``, all within ``deadline_s``."""
+    safe = SafeSocket(sock, setup_timeout_s=min(SETUP_TIMEOUT_S, deadline_s or SETUP_TIMEOUT_S),
+                      idle_timeout_s=idle_timeout_s, deadline_s=deadline_s)
     try:
         try:
             connection = open_connection(safe)
@@ -160,6 +175,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("-H", "--host", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1; '::' for every interface)")
     p.add_argument("--once", action="store_true", help="exit after one connection")
+    p.add_argument("--timeout", type=float, default=IDLE_TIMEOUT_S,
+                   help=f"drop a peer silent for this many seconds mid-stream (default {IDLE_TIMEOUT_S:g}); "
+                        "connections are served one at a time, so an idle one blocks the next at most this long")
+    p.add_argument("--max-time", type=float, default=MAX_TIME_S,
+                   help=f"longest a connection may last, reconstruction included (default {MAX_TIME_S:g})")
     p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR (default INFO)")
     args = p.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
@@ -175,7 +195,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         while True:
             sock, peer = srv.accept()
             log.info("connection from %s:%s", peer[0], peer[1])
-            ok = handle_socket(sock) and ok
+            ok = handle_socket(sock, args.timeout, args.max_time) and ok
             if args.once:
                 break
     except KeyboardInterrupt:

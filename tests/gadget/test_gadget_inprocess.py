@@ -134,3 +134,74 @@ def test_passive_mode_over_tcp(raw_single):
     server.join(TIMEOUT)
     assert not server.is_alive()
     assert reply.errors == [] and len(reply.images) == 3 and reply.ids[-1] == 4
+
+
+def _passive(idle: float, deadline: float):
+    return lambda sock: dainr_gadget.handle_socket(sock, idle_timeout_s=idle, deadline_s=deadline)
+
+
+def test_passive_mode_drops_a_peer_silent_after_its_header(raw_single, caplog):
+    """Passive mode serves one connection at a time: a peer that goes quiet must not block the next one for long
+    (issue 19 item 4)."""
+    header, _ = read_acquisitions(raw_single)
+    with caplog.at_level("WARNING", logger="dainr"):
+        reply = socketpair_run(_passive(0.5, 30), CONFIG, header, [], close=False)
+    assert reply.ids == [8, 4], reply
+    assert "the peer sent nothing for 0.5 s" in reply.errors[0]
+    assert "dropped: the peer sent nothing for 0.5 s" in caplog.text
+
+
+def test_passive_mode_drops_a_peer_that_drips_bytes_at_the_deadline(raw_single):
+    header, acqs = read_acquisitions(raw_single)
+    frame = io.BytesIO()
+    writers.write_acquisition(frame, acqs[3])
+    ours, theirs = socket.socketpair()
+    worker = threading.Thread(target=_passive(1.0, 1.5), args=(theirs,), daemon=True)
+    worker.start()
+    ours.sendall(struct.pack("<H", 2))
+    writers.write_byte_string(ours.makefile("wb", buffering=0), CONFIG)
+    ours.sendall(struct.pack("<H", 3))
+    writers.write_byte_string(ours.makefile("wb", buffering=0), header)
+    for i in range(40):  # a byte every 0.2 s: never 1 s of silence
+        if not worker.is_alive():
+            break
+        try:
+            ours.sendall(frame.getvalue()[i:i + 1])
+        except OSError:
+            break
+        time.sleep(0.2)
+    worker.join(10)
+    assert not worker.is_alive(), "the gadget kept waiting for the dripping peer"
+    ours.settimeout(5)
+    data = b""
+    while chunk := ours.recv(1 << 16):
+        data += chunk
+    ours.close()
+    assert struct.unpack("<H", data[:2])[0] == 8 and b"the stream did not end within 1.5 s" in data
+
+
+def test_passive_mode_command_line_takes_the_time_outs(raw_single):
+    """``python -m gadget.dainr_gadget --timeout S --max-time S``: an idle client is dropped, the gadget goes on."""
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    result = []
+    server = threading.Thread(target=lambda: result.append(dainr_gadget.main(
+        ["--port", str(port), "--once", "--timeout", "0.5", "--max-time", "20", "--log-level", "ERROR"])),
+        daemon=True)
+    server.start()
+    deadline = time.monotonic() + TIMEOUT
+    while True:
+        try:
+            sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+            break
+        except OSError:
+            assert time.monotonic() < deadline, "passive gadget did not start listening"
+            time.sleep(0.05)
+    header, _ = read_acquisitions(raw_single)
+    with sock:
+        reply = exchange(sock, CONFIG, header, [], close=False)
+    server.join(10)
+    assert reply.ids == [8, 4] and "sent nothing for 0.5 s" in reply.errors[0]
+    assert result == [1]
