@@ -357,11 +357,12 @@ class _Session:
 
     def _watch_until_sent(self) -> None:
         """Wait for the images while watching the socket: a client that closes it (or sends anything after CLOSE),
-        or the connection's deadline, cancels what is left."""
+        or the connection's deadline, cancels what is left. A cancelled session does not wait for its slices to
+        stop: the workers drop them, or stop them at their next progress report (or kill them), by themselves."""
         while self.sender.is_alive():
             self.sender.join(0.1)
             if self.cancel.is_set():
-                continue
+                return
             if self.deadline is not None and time.monotonic() > self.deadline:
                 self._fail(ConnectionTimedOut(
                     f"the connection reached the server's limit of {self.server.options.connection_timeout_s:g} s "

@@ -89,6 +89,15 @@ def test_four_concurrent_clients(served, tmp_path):
         assert_same_images(results[i].images, refs[i % 2])
 
 
+def test_health_probe_command_as_docker_runs_it(served):
+    """The standalone image's HEALTHCHECK: ``python -m dainr.server.health --port P`` exits 0 and prints ok."""
+    _, port, _ = served
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    run = subprocess.run([sys.executable, "-m", "dainr.server.health", "--port", str(port)], capture_output=True,
+                         text=True, timeout=60, env=env)
+    assert run.returncode == 0 and run.stdout.strip() == "ok", run.stdout + run.stderr
+
+
 def test_sigterm_lets_the_running_connection_finish_then_exits(served, tmp_path):
     proc, port, log = served
     raw = tmp_path / "raw.h5"
