@@ -3,6 +3,7 @@ breaks off (issue 14, items 3-5)."""
 
 from __future__ import annotations
 
+import re
 import socket
 import threading
 
@@ -105,3 +106,37 @@ def test_replay_says_once_that_the_server_closed(tmp_path, capsys, reply, expect
     assert rc != 0
     assert err[-1].startswith(expected), err
     assert err[-1].count("closed the connection") == 1, err
+
+
+def test_a_client_may_set_the_documented_keys_within_bounds(tmp_path):
+    """Issue 19 item 2: CLIENT_KEYS (and only those) from a client's config text, within bounds; the README lists
+    the same keys."""
+    from pathlib import Path
+
+    from dainr.server.config_names import CLIENT_KEYS
+
+    (tmp_path / "site.yaml").write_text("preset: cpu-test\ndainr:\n  hidden: 8\n")
+    (tmp_path / "more.yaml").write_text("dainr:\n  lr: 0.5\n")
+    text = ("preset: site\nconfig_file: more\nmethod: cgsense\ndainr.steps: 5000\n"
+            "binning: {spokes_per_frame: 5, stride: 2}\ntrajectory.kind: uniform\nseries_index: 3\n"
+            "complex_output: true\nseed: 4\n")
+    s = settings_for_text(text, "fast", [tmp_path])
+    c = s.config
+    assert (c.dainr.hidden, c.dainr.lr, c.method, c.dainr.steps, c.seed) == (8, 0.5, "cgsense", 5000, 4)
+    assert (c.binning.spokes_per_frame, c.binning.stride, c.trajectory.kind) == (5, 2, "uniform")
+    assert (s.series_index, s.complex_output) == (3, True)
+    xml = '<configuration><property name="method" value="adjoint"/><property name="dainr.steps" value="7"/>' \
+          "</configuration>"
+    assert settings_for_text(xml, "cpu-test").config.dainr.steps == 7
+    for bad, fragment in [("dainr.steps: 5001", "dainr.steps 5001 is more than this server allows a client (5000"),
+                          ("binning.spokes_per_frame: 1025", "more than a client may ask for (1024)"),
+                          ("dainr.hidden: 4\nprep.virtual_coils: 2", "config key 'dainr.hidden', "
+                                                                      "'prep.virtual_coils' cannot be set")]:
+        with pytest.raises(ConfigError, match=re.escape(fragment)) as info:
+            settings_for_text(bad, "cpu-test", [tmp_path])
+        assert "\n" not in str(info.value)
+    with pytest.raises(ConfigError, match="dainr.steps 11 is more"):
+        settings_for_text("dainr.steps: 11", "cpu-test", max_steps=10)
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    table = readme[readme.index("**What a client may choose.**"):readme.index("**Limits**")]
+    assert all(f"`{key}`" in table for key in CLIENT_KEYS), "README's table of client keys is out of date"
