@@ -191,7 +191,7 @@ class _Worker:
         if not self.thread.is_alive():
             return f"the worker for {self.device} has stopped"
         if self.isolate and self.process is not None and not self.process.is_alive() and self.current is None:
-            return f"the worker process for {self.device} is not running"
+            return f"the worker process for {self.device} is not running (it is being restarted)"
         item = self.current
         cancelled = getattr(item.cancel, "set_at", None) if item is not None else None
         if cancelled is not None and time.monotonic() - cancelled > self.pool.cancel_grace_s + 2:
@@ -200,7 +200,11 @@ class _Worker:
 
     def _loop(self) -> None:
         while True:
-            item = self.pool._queue.get()
+            try:
+                item = self.pool._queue.get(timeout=1.0)
+            except queue.Empty:
+                self._respawn_if_dead()
+                continue
             if item is None:
                 break
             self._serve(item)
@@ -237,6 +241,13 @@ class _Worker:
                      out.result.method)
         finally:
             self.current = self.started = self.cancelled_at = None
+
+    def _respawn_if_dead(self) -> None:
+        """An idle worker process that died (killed from outside, say) is replaced at once, not at the next job."""
+        if self.isolate and self.process is not None and not self.process.is_alive() and not self.pool.closed:
+            log.warning("the worker process for %s exited while idle (exit code %s); restarting it", self.device,
+                        self.process.exitcode)
+            self._spawn()
 
     def _run_here(self, item: QueuedSlice) -> SliceOutput:
         try:

@@ -112,27 +112,33 @@ def test_passive_mode_reports_an_unparseable_header(raw_single):
     assert "not a valid ISMRMRD header" in reply.errors[0]
 
 
-def test_passive_mode_over_tcp(raw_single):
-    header, acqs = read_acquisitions(raw_single)
+def _passive_over_tcp(*options: str) -> tuple[threading.Thread, list, socket.socket]:
+    """``python -m gadget.dainr_gadget --port P --once OPTIONS`` in a thread: (thread, [its exit status], a socket
+    connected to it)."""
     probe = socket.socket()
     probe.bind(("127.0.0.1", 0))
     port = probe.getsockname()[1]
     probe.close()
-    server = threading.Thread(target=dainr_gadget.main, args=(["--port", str(port), "--once",
-                                                                "--log-level", "WARNING"],), daemon=True)
+    result: list = []
+    server = threading.Thread(target=lambda: result.append(dainr_gadget.main(
+        ["--port", str(port), "--once", "--log-level", "ERROR", *options])), daemon=True)
     server.start()
     deadline = time.monotonic() + TIMEOUT
     while True:
         try:
-            sock = socket.create_connection(("127.0.0.1", port), timeout=5)
-            break
+            return server, result, socket.create_connection(("127.0.0.1", port), timeout=5)
         except OSError:
             assert time.monotonic() < deadline, "passive gadget did not start listening"
             time.sleep(0.05)
+
+
+def test_passive_mode_over_tcp(raw_single):
+    header, acqs = read_acquisitions(raw_single)
+    server, result, sock = _passive_over_tcp()
     with sock:
         reply = exchange(sock, CONFIG, header, acqs)
     server.join(TIMEOUT)
-    assert not server.is_alive()
+    assert not server.is_alive() and result == [0]
     assert reply.errors == [] and len(reply.images) == 3 and reply.ids[-1] == 4
 
 
@@ -182,23 +188,7 @@ def test_passive_mode_drops_a_peer_that_drips_bytes_at_the_deadline(raw_single):
 
 def test_passive_mode_command_line_takes_the_time_outs(raw_single):
     """``python -m gadget.dainr_gadget --timeout S --max-time S``: an idle client is dropped, the gadget goes on."""
-    probe = socket.socket()
-    probe.bind(("127.0.0.1", 0))
-    port = probe.getsockname()[1]
-    probe.close()
-    result = []
-    server = threading.Thread(target=lambda: result.append(dainr_gadget.main(
-        ["--port", str(port), "--once", "--timeout", "0.5", "--max-time", "20", "--log-level", "ERROR"])),
-        daemon=True)
-    server.start()
-    deadline = time.monotonic() + TIMEOUT
-    while True:
-        try:
-            sock = socket.create_connection(("127.0.0.1", port), timeout=5)
-            break
-        except OSError:
-            assert time.monotonic() < deadline, "passive gadget did not start listening"
-            time.sleep(0.05)
+    server, result, sock = _passive_over_tcp("--timeout", "0.5", "--max-time", "20")
     header, _ = read_acquisitions(raw_single)
     with sock:
         reply = exchange(sock, CONFIG, header, [], close=False)

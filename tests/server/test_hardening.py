@@ -32,31 +32,22 @@ def _error(reply: list) -> str:
 
 # -- 1: a client that leaves after CLOSE keeps neither its job nor its slot; every connection has a deadline ----------
 
-def test_a_client_that_leaves_after_close_has_its_job_cancelled(tmp_path, operator_dir, raw_one, ref_adjoint, caplog):
-    srv = make_server(tmp_path, config_dirs=[operator_dir], max_jobs=1)
+@pytest.mark.parametrize("config, isolate, message", [
+    ("long", False, "the client closed the connection before its images were sent"),
+    # dainr.log_every beyond dainr.steps: the cancel can only take effect by killing the worker process
+    ("stubborn", True, "did not stop within 1.0 s of being cancelled"),
+], ids=["progress-reports", "never-reports-progress"])
+def test_a_client_that_leaves_after_close_has_its_job_cancelled(tmp_path, operator_dir, raw_one, ref_adjoint, caplog,
+                                                                config, isolate, message):
+    srv = make_server(tmp_path, config_dirs=[operator_dir], max_jobs=1, isolate=isolate, cancel_grace_s=1.0)
     with srv.running(), caplog.at_level(logging.INFO, logger="dainr"):
         sock = connect(srv)
-        send_request(sock, raw_one, config="long")  # CLOSE sent: the server no longer reads a message
+        send_request(sock, raw_one, config=config)  # CLOSE sent: the server no longer reads a message
         wait_until(lambda: srv.pool.running, what="the slice to start")
         sock.close()
-        wait_until(lambda: not srv.pool.running and srv.jobs == 0, timeout=15, what="the job to be cancelled")
-        assert "the client closed the connection before its images were sent" in caplog.text
-        assert_same_images(replay(raw_one, "127.0.0.1", srv.address[1], config_text=ADJOINT).images,
-                           ref_adjoint[raw_one])
-
-
-def test_a_job_that_never_reports_progress_is_killed_after_the_cancel_grace(tmp_path, operator_dir, raw_one,
-                                                                            ref_adjoint, caplog):
-    """``dainr.log_every`` beyond ``dainr.steps``: the cancel can only be seen by killing the worker process."""
-    srv = make_server(tmp_path, config_dirs=[operator_dir], max_jobs=1, isolate=True, cancel_grace_s=1.0)
-    with srv.running(), caplog.at_level(logging.INFO, logger="dainr"):
-        sock = connect(srv)
-        send_request(sock, raw_one, config="stubborn")
-        wait_until(lambda: srv.pool.running, what="the slice to start")
-        sock.close()
-        wait_until(lambda: not srv.pool.running and srv.jobs == 0, timeout=20, what="the worker to be killed")
-        assert "did not stop within 1.0 s of being cancelled" in caplog.text
-        # the restarted worker takes the next job
+        wait_until(lambda: not srv.pool.running and srv.jobs == 0, timeout=20, what="the job to be cancelled")
+        assert message in caplog.text
+        # the worker (restarted after a kill) takes the next job
         assert_same_images(replay(raw_one, "127.0.0.1", srv.address[1], config_text=ADJOINT).images,
                            ref_adjoint[raw_one])
 
@@ -316,3 +307,19 @@ def test_health_query_answers_whether_a_worker_can_take_a_job(tmp_path, raw_one,
         release.set()
         wait_until(lambda: health.probe(port=port) == "ok", what="the worker to be free")
         assert health.main(["--port", str(port)]) == 0
+
+
+def test_a_worker_process_killed_while_idle_is_restarted(tmp_path):
+    import signal
+
+    from dainr.server import health
+
+    srv = make_server(tmp_path, isolate=True)
+    with srv.running():
+        worker = srv.pool._workers[0]
+        first = worker.process
+        wait_until(lambda: first.is_alive(), what="the worker process")
+        first.kill()
+        wait_until(lambda: worker.process is not first and worker.process.is_alive(), what="a new worker process")
+        assert health.probe(port=srv.address[1]) == "ok"
+        assert first.exitcode == -signal.SIGKILL
