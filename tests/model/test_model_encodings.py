@@ -207,34 +207,6 @@ def test_3d_grid_runs():
 # ---------------------------------------------------------------------------------------------- backends
 
 
-def test_kernel_registry_and_fallback():
-    calls = []
-
-    def counting(x, table, layout):
-        calls.append(x.shape[0])
-        return torch_grid_kernel(x, table, layout)
-
-    enc.register_grid_kernel("counting", counting)
-    enc.register_grid_kernel("never", counting, available=lambda device: False)
-    try:
-        g = tiny_grid(backend="counting")
-        ref = tiny_grid()
-        with torch.no_grad():
-            ref.embeddings.copy_(g.embeddings)
-        x = torch.rand(7, 2)
-        torch.testing.assert_close(g(x), ref(x))
-        assert calls == [7]
-        g.kernel = "never"  # unavailable here -> falls back to the torch kernel
-        g(x)
-        assert calls == [7]
-        assert "counting" in enc.available_grid_backends()
-        with pytest.raises(ConfigError):
-            enc.register_grid_kernel("tcnn", counting)
-    finally:
-        enc._KERNELS.pop("counting", None)
-        enc._KERNELS.pop("never", None)
-
-
 def test_auto_backend_choice():
     g = tiny_grid(backend="auto")
     assert g.backend == ("tcnn" if enc.tcnn_available() else "torch")

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from dainr.errors import ConfigError
-from dainr.model import DAINR, CanonicalNet, DeformationNet, GridEncoding, build_reference_models, pixel_grid
+from dainr.model import DAINR, CanonicalNet, DeformationNet, GridEncoding, build_reference_models, centred_coords
 from dainr.model.networks import frame_times
 
 
@@ -18,15 +18,21 @@ def small_model(feature_dim=8):
     return DAINR(feature_dim=feature_dim, grid=small_grid())
 
 
-def test_pixel_grid_convention():
-    p = pixel_grid(3, 4)
+def test_coordinate_convention():
+    p = centred_coords(3, 4)
     assert p.shape == (12, 2)
-    torch.testing.assert_close(p[0], torch.tensor([-1.0, -1.0]))
-    torch.testing.assert_close(p[3], torch.tensor([1.0, -1.0]))  # x runs along columns
+    torch.testing.assert_close(p[0], torch.tensor([-1.0, -2 / 3]))
+    torch.testing.assert_close(p[3], torch.tensor([0.5, -2 / 3]))  # x runs along columns
     torch.testing.assert_close(p[4], torch.tensor([-1.0, 0.0]))  # next row: y steps
-    torch.testing.assert_close(p[-1], torch.tensor([1.0, 1.0]))
+    torch.testing.assert_close(p[1 * 4 + 2], torch.tensor([0.0, 0.0]))  # pixel (H//2, W//2), the NUFFT's centre
+    torch.testing.assert_close(p[-1], torch.tensor([0.5, 2 / 3]))
     torch.testing.assert_close(frame_times(5), torch.linspace(0, 1, 5))
     assert frame_times(1).tolist() == [0.0]
+
+
+def test_coarse_and_fine_coordinates_coincide():
+    fine, coarse = centred_coords(8, 8).reshape(8, 8, 2), centred_coords(4, 4).reshape(4, 4, 2)
+    assert torch.equal(fine[::2, ::2], coarse)
 
 
 def test_deformation_net_shape_and_layers():
@@ -93,7 +99,7 @@ def test_gradient_reaches_deformation_through_grid_positions():
     with torch.no_grad():
         m.grid.embeddings.normal_()  # make the grid's spatial gradient large
         m.deformation.layers[-1].weight.mul_(0.01)  # keep p' inside [-1, 1]
-    p = pixel_grid(8, 8) * 0.9
+    p = centred_coords(8, 8) * 0.9
     out = m(p, torch.full((64, 1), 0.3))
     out.pow(2).sum().backward()
     g_last = m.deformation.layers[-1].weight.grad
@@ -109,7 +115,7 @@ def test_gradient_reaches_deformation_through_grid_positions():
 def test_render_matches_forward():
     m = small_model()
     h, w = 5, 6
-    coords = pixel_grid(h, w)
+    coords = centred_coords(h, w)
     ts = torch.tensor([0.0, 0.25, 1.0])
     feats = torch.randn(3, 8, h, w)
     img = m.render(ts, coords, feats)
