@@ -123,7 +123,15 @@ class ReconResult:
     loss:
         Per-iteration objective values, when the method has one.
     info:
-        Method-specific facts worth reporting (e.g. frames per step after an out-of-memory fallback).
+        Method-specific facts worth reporting, JSON-ready (e.g. frames per step after an out-of-memory fallback).
+    validation:
+        DA-INR: ``(step, held-out k-space loss)`` of every self-supervised check; empty otherwise.
+    selected_step:
+        DA-INR: the step whose weights were output (chosen on held-out spokes); None when the final ones were.
+    fitted:
+        DA-INR with ``reconstruct(..., keep_model=True)``: the fitted model with its config and rendering inputs
+        (a :class:`dainr.recon.dainr_model.FittedDainr`; ``fitted.render()`` times ``fitted.scale`` gives
+        ``images`` again); None otherwise.
     """
 
     images: np.ndarray
@@ -132,3 +140,6 @@ class ReconResult:
     iterations: int = 0
     loss: list[float] = field(default_factory=list)
     info: dict[str, Any] = field(default_factory=dict)
+    validation: list[tuple[int, float]] = field(default_factory=list)
+    selected_step: int | None = None
+    fitted: Any = None
