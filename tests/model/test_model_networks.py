@@ -83,15 +83,32 @@ def test_built_from_parts():
         DAINR(canonical=CanonicalNet(grid), backend="torch")
 
 
-def test_forward_is_the_composition():
-    m = small_model()
-    p = torch.rand(20, 2) * 2 - 1
-    t = torch.rand(20, 1)
-    f = torch.randn(20, 8)
-    out, dp = m(p, t, f, return_deformation=True)
-    torch.testing.assert_close(dp, m.deformation(p, t))
-    torch.testing.assert_close(out, m.canonical(p + dp, p, t, f))
-    assert out.shape == (20, 2)
+def test_deformation_moves_the_canonical_image():
+    """f(p, t) = Ψ_x(p + Ψ_t(p, t), ...): a deformation that is a global shift by two columns and one row (at t = 0)
+    shows each pixel the undeformed image two columns right and one row down. Fails if the grid were read at p, if
+    Δp were subtracted, or if x paired with rows."""
+    torch.manual_seed(0)
+    grid = small_grid()
+    with torch.no_grad():
+        grid.embeddings.normal_()  # a textured canonical image
+    canon = CanonicalNet(grid, space_degree=4, time_degree=3, feature_dim=0, hidden=16)
+    with torch.no_grad():
+        canon.sigma_net[0].weight[:, grid.output_dim:] = 0  # the output depends on the grid at p' only
+    deform = DeformationNet(space_degree=4, time_degree=3, width=8, depth=1)  # Δp = W · [γ(p), γ(t)]
+    enc_t0 = deform.encode_t(torch.zeros(1, 1))[0]
+    one = deform.encode_p.output_dim + int(torch.nonzero(enc_t0 == 1)[0])  # cos(0) = 1 at t = 0, for every p
+    h = w = 16
+    with torch.no_grad():
+        deform.layers[0].weight.zero_()
+        deform.layers[0].weight[:, one] = torch.tensor([2 * 2.0 / w, 1 * 2.0 / h])  # (x, y): 2 columns, 1 row
+    model = DAINR(deform, canon)
+    coords, t0 = centred_coords(h, w), torch.zeros(1)
+    moved = model.render(t0, coords, image_shape=(h, w))[0]
+    with torch.no_grad():
+        deform.layers[0].weight.zero_()
+    still = model.render(t0, coords, image_shape=(h, w))[0]
+    assert not torch.allclose(moved, still)
+    torch.testing.assert_close(moved[:-1, :-2], still[1:, 2:])
 
 
 def test_gradient_reaches_deformation_through_grid_positions():
