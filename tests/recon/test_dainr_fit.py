@@ -1,5 +1,7 @@
 """DA-INR fit: shapes, determinism, temporal interpolation without leaks, spatial interpolation, validation stop."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -69,20 +71,75 @@ def test_lowres_view_keeps_only_the_coarse_band():
     assert r.max() < 0.5 and r.max() > 0.45
 
 
-def test_spatial_interpolation_renders_full_matrix(series):
-    res = reconstruct(series.slices[0], load_config("cpu-test", overrides=["dainr.sr_ratio=2"]))
-    assert res.images.shape == (5, 32, 32) and np.isfinite(res.images).all()
-    assert res.info["train_matrix"] == [16, 16]
+def test_spatial_interpolation_renders_every_pixel(series):
+    """sr_ratio=2 fits at 16² and renders 32² at continuous coordinates. The reference upsampled the deformed
+    coordinates nearest-neighbour: 16² distinct points (2×2 blocks) and its last row and column sent to the centre
+    (constant). Here, without features (which would blur both symptoms), every pixel is its own point."""
+    cfg = load_config("cpu-test", overrides=["dainr.sr_ratio=2", "dainr.features.enabled=false"])
+    res = reconstruct(series.slices[0], cfg, keep_model=True)
+    assert res.images.shape == (5, 32, 32) and res.info["train_matrix"] == [16, 16]
+    fitted = res.fitted
+    np.testing.assert_allclose(res.images, fitted.render().numpy() * fitted.scale, rtol=1e-6, atol=0)
+    img = fitted.render(masked=False).numpy()
+    assert img.shape == (5, 32, 32)
+    assert np.mean(img[:, 0::2, 0::2] == img[:, 1::2, 1::2]) < 0.05  # no 2×2 blocks
+    step = np.abs(np.diff(img, axis=-1)).mean()
+    assert np.abs(np.diff(img[:, -1, :], axis=-1)).mean() > 0.2 * step  # the last row varies like the others
+    assert np.abs(np.diff(img[:, :, -1], axis=-1)).mean() > 0.2 * step  # and the last column
 
 
-def test_validation_selects_and_stops(series):
-    cfg = load_config("cpu-test", overrides=["dainr.validation_fraction=0.2", "dainr.validate_every=2",
-                                             "dainr.steps=30", "dainr.patience=2"])
-    res = reconstruct(series.slices[0], cfg)
-    val = res.info["validation"]
-    best_step = min(val, key=lambda v: v[1])[0]
-    assert res.info["selected_step"] == best_step
-    assert res.info["steps_run"] <= 30
+def test_features_resampled_with_borders_replicated():
+    """Spatial interpolation resamples the coarse features bilinearly, pixel-centre aligned, borders replicated
+    (the reference's zero padding halved them at the edges): constant features stay constant at every pixel."""
+    from dainr.recon.dainr_model import FittedDainr, build_model
+
+    c = load_config("cpu-test").dainr
+    feats = torch.full((3, 8, 4, 4), 2.0)
+    feats[:, :, :, 3] = 4.0  # a step in the last column
+    fitted = FittedDainr(model=build_model(c, 8), config=c, n_frames=3, train_frames=np.arange(3), matrix=(8, 8),
+                         train_matrix=(4, 4), features=feats, support=torch.ones(8, 8, dtype=torch.bool))
+    coords, up = fitted.inputs((8, 8))
+    up = up.float().reshape(3, 8, 8, 8)  # (frames, H, W, C)
+    assert coords.shape == (64, 2)
+    assert torch.equal(up[:, :, :5, :], torch.full((3, 8, 5, 8), 2.0))
+    assert torch.equal(up[:, :, 5:7, :], torch.tensor([2.5, 3.5])[:, None].expand(3, 8, 2, 8))  # linear
+    assert torch.equal(up[:, :, 7, :], torch.full((3, 8, 8), 4.0))
+    assert fitted.render(matrix=(8, 8)).shape == (3, 8, 8) and fitted.render([2], (6, 6)).shape == (1, 6, 6)
+
+
+def test_held_out_spokes_never_enter_the_fit(series):
+    """Corrupting the held-out spokes leaves the training loss at every step (hence the trajectory of the weights)
+    exactly as it was, while the held-out loss sees the corruption."""
+    cfg = load_config("cpu-test", overrides=["dainr.validation_fraction=0.3", "dainr.validate_every=3",
+                                             "dainr.log_every=1", "dainr.patience=0"])
+    prep = prepare(series.slices[0], prewhiten=False)
+    spokes = prep.cine.spoke_mask if prep.cine.spoke_mask is not None else np.ones(prep.cine.kspace.shape[::2][:2])
+    held = holdout_mask(spokes, cfg.dainr.validation_fraction, cfg.seed)
+    assert held.sum() > 0
+    rng = np.random.default_rng(0)
+    kspace = prep.cine.kspace.copy()
+    noise = (rng.normal(size=kspace.shape) + 1j * rng.normal(size=kspace.shape)) * 100 * np.abs(kspace).max()
+    where = np.broadcast_to(held[:, None, :, None], kspace.shape)
+    kspace[where] = noise[where].astype(np.complex64)
+    dirty = dataclasses.replace(prep, cine=dataclasses.replace(prep.cine, kspace=kspace))
+    a = fit_dainr(prep, cfg, torch.device("cpu"))
+    b = fit_dainr(dirty, cfg, torch.device("cpu"))
+    assert len(a.loss) == cfg.dainr.steps and a.loss == b.loss
+    assert len(a.validation) == 4 and all(vb > 10 * va for (_, va), (_, vb) in zip(a.validation, b.validation))
+
+
+def test_selection_outputs_the_selected_step_and_stops(series):
+    """With a learning rate that overfits, the held-out loss turns up: the fit stops two checks (the patience)
+    after its minimum and outputs the weights of that step, which a fit stopped there outputs too."""
+    over = ["dainr.validation_fraction=0.3", "dainr.validate_every=1", "dainr.patience=2", "dainr.steps=40",
+            "dainr.lr=0.05"]
+    res = reconstruct(series.slices[0], load_config("cpu-test", overrides=over))
+    best = min(res.validation, key=lambda v: v[1])[0]
+    assert res.selected_step == best == res.info["selected_step"]
+    assert res.iterations == best + 2 < 40 and [s for s, _ in res.validation] == list(range(1, best + 3))
+    short = reconstruct(series.slices[0], load_config("cpu-test", overrides=over + [f"dainr.steps={best}"]))
+    assert short.iterations == short.selected_step == best
+    assert np.array_equal(short.images, res.images)
 
 
 def test_holdout_and_sampler():
