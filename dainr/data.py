@@ -10,6 +10,8 @@ Conventions (tested in ``tests/physics``):
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -97,6 +99,23 @@ class CineData:
     @property
     def n_samples(self) -> int:
         return self.kspace.shape[3]
+
+    def select_frames(self, frames: Sequence[int]) -> CineData:
+        """A copy holding only ``frames`` (in that order); noise scans, matrix and geometry are kept.
+
+        Raises
+        ------
+        ValueError
+            When ``frames`` is empty or names a frame outside ``0..n_frames−1``.
+        """
+        idx = np.asarray(frames, dtype=int).reshape(-1)
+        if idx.size == 0 or idx.min() < 0 or idx.max() >= self.n_frames:
+            raise ValueError(f"frames {idx.tolist()} are not a non-empty selection of 0..{self.n_frames - 1}")
+        return dataclasses.replace(
+            self, kspace=self.kspace[idx], traj=self.traj[idx],
+            spoke_mask=None if self.spoke_mask is None else self.spoke_mask[idx],
+            dcw=None if self.dcw is None else self.dcw[idx],
+            frame_refs=None if self.frame_refs is None else [self.frame_refs[i] for i in idx])
 
     def sample_weights(self) -> np.ndarray:
         """``(frames, spokes, samples)`` float32: 1 for measured samples, 0 for padding."""

@@ -16,7 +16,7 @@ from dainr.data import CineData, ReconResult
 from dainr.prep import prepare
 from dainr.recon.baselines import adjoint_recon, cgsense_recon
 from dainr.recon.budget import fit_to_device
-from dainr.recon.dainr_fit import fit_dainr
+from dainr.recon.dainr_fit import fit_dainr, training_frames
 from dainr.recon.device import resolve_device
 from dainr.recon.operators import build_problem
 
@@ -76,8 +76,11 @@ def _reconstruct(cine: CineData, config: Config, progress: Progress | None,
     t0 = time.perf_counter()
     device = resolve_device(config.device)
     torch.manual_seed(config.seed)
+    # Temporal interpolation: the held-out frames' data inform nothing, the preparation included.
+    seen = (training_frames(cine.n_frames, config.dainr.down_ratio)
+            if config.method == "dainr" and config.dainr.down_ratio > 1 else None)
     prepared = prepare(cine, prewhiten=config.prep.prewhiten, n_virtual=config.prep.virtual_coils or None,
-                       coil_maps_method=config.prep.coil_maps)
+                       coil_maps_method=config.prep.coil_maps, frames=seen)
     info: dict = {"device": str(device), "coils": int(prepared.cine.n_coils), "scale": float(prepared.scale)}
     fit = None
     if config.method == "dainr":
