@@ -1,9 +1,9 @@
 """The terms of the DA-INR loss: a k-space data term and regularisers on the rendered frames.
 
 A step's loss is the sum of a list of terms (:func:`loss_terms`), each called as ``term(images, frames)`` with the
-step's rendered ``(B, H, W)`` complex frames and their ``(B,)`` indices. A new regulariser is one class here (with
-``field``, the name of its weight in :class:`~dainr.config.DainrConfig`, and ``consecutive_frames``) added to
-:data:`REGULARISERS`, plus that config field.
+step's rendered ``(B, H, W)`` complex frames and their ``(B,)`` indices. A new regulariser is one
+:class:`Regulariser` subclass here (its ``penalty`` and ``field``, the name of its weight in
+:class:`~dainr.config.DainrConfig`) added to :data:`REGULARISERS`, plus that config field.
 """
 
 from __future__ import annotations
@@ -39,7 +39,10 @@ def data_loss(pred: torch.Tensor, data: torch.Tensor, mask: torch.Tensor, kind: 
 
 
 def temporal_tv(img: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    """Mean magnitude of the difference between consecutive frames of ``(B, H, W)`` complex images (smoothed at 0)."""
+    """Mean magnitude of the difference between consecutive frames of ``(B, H, W)`` complex images (smoothed at 0);
+    0 for a single frame."""
+    if img.shape[0] < 2:
+        return img.real.new_zeros(())
     d = img[1:] - img[:-1]
     return torch.sqrt(d.real.square() + d.imag.square() + eps).mean()
 
@@ -96,34 +99,43 @@ class DataTerm:
 
 
 @dataclass
-class TemporalTV:
-    """``weight`` × :func:`temporal_tv` of a step's frames (neighbours in time); 0 for a single frame."""
+class Regulariser:
+    """A penalty on a step's rendered frames, ``weight × penalty(images)``; a subclass names its weight's config field
+    (``field``), says whether it compares frames in time (``consecutive_frames``) and defines :meth:`penalty`."""
 
     weight: float
-    field: ClassVar[str] = "tv_temporal"
-    consecutive_frames: ClassVar[bool] = True
-
-    def __call__(self, images: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
-        if images.shape[0] < 2:
-            return images.real.new_zeros(())
-        return self.weight * temporal_tv(images)
-
-
-@dataclass
-class SpatialTV:
-    """``weight`` × :func:`spatial_tv` of a step's frames."""
-
-    weight: float
-    field: ClassVar[str] = "tv_spatial"
+    field: ClassVar[str]
     consecutive_frames: ClassVar[bool] = False
 
+    def penalty(self, images: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
     def __call__(self, images: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
-        return self.weight * spatial_tv(images)
+        return self.weight * self.penalty(images)
+
+
+class TemporalTV(Regulariser):
+    """:func:`temporal_tv` of a step's frames (neighbours in time)."""
+
+    field = "tv_temporal"
+    consecutive_frames = True
+
+    def penalty(self, images: torch.Tensor) -> torch.Tensor:
+        return temporal_tv(images)
+
+
+class SpatialTV(Regulariser):
+    """:func:`spatial_tv` of a step's frames."""
+
+    field = "tv_spatial"
+
+    def penalty(self, images: torch.Tensor) -> torch.Tensor:
+        return spatial_tv(images)
 
 
 #: The regularisers, in the order their values are added to the data term; each is used when its weight
 #: ``DainrConfig.<field>`` is > 0.
-REGULARISERS: tuple[type, ...] = (TemporalTV, SpatialTV)
+REGULARISERS: tuple[type[Regulariser], ...] = (TemporalTV, SpatialTV)
 
 
 def loss_terms(c: DainrConfig, data: DataTerm) -> list[LossTerm]:
