@@ -152,7 +152,8 @@ class CGSenseConfig:
     ----------
     iterations: maximum CG iterations.
     tolerance: stop when the relative residual norm falls below this.
-    regularization: Tikhonov weight λ in ``(AᴴA + λI) x = Aᴴ y`` (relative to the largest eigenvalue estimate).
+    regularization: Tikhonov weight λ in ``(AᴴA + λI) x = Aᴴ y``, absolute: in the units of ``AᴴA`` for the
+        orthonormal NUFFT on the intensity-scaled data (see :func:`dainr.recon.baselines.cgsense_recon`).
     """
 
     iterations: int = checked(15, POSITIVE)

@@ -5,13 +5,10 @@ Both reproduce torch-ngp (``freqencoder`` and ``gridencoder``), which the refere
 Grid backends
 -------------
 :class:`GridEncoding` stores its table in torch-ngp's layout (``embeddings`` of shape ``(total_entries, C)``, level
-``l`` at rows ``offsets[l]:offsets[l+1]``) and evaluates it with a *kernel* ``fn(x, table, layout) -> (N, L*C)``
-picked from a registry (:func:`register_grid_kernel`). The pure-PyTorch kernel ``"torch"`` is always there; a faster
-kernel on the same layout (Triton, CUDA) is added with ``register_grid_kernel("triton", fn, available=...)`` and
-selected with ``backend="triton"`` (or ``encoding.kernel = "triton"``), with no change to the parameters.
-
-``backend="tcnn"`` instead wraps ``tinycudann.Encoding``, which owns its own parameters in tiny-cuda-nn's layout; see
-:class:`GridEncoding` for what differs.
+``l`` at rows ``offsets[l]:offsets[l+1]``) and evaluates it with :func:`torch_grid_kernel` (pure PyTorch,
+``backend="torch"``). ``backend="tcnn"`` instead wraps ``tinycudann.Encoding``, which owns its own parameters in
+tiny-cuda-nn's layout; see :class:`GridEncoding` for what differs. ``backend="auto"`` picks ``tcnn`` when
+:func:`tcnn_available`, ``torch`` otherwise.
 """
 
 from __future__ import annotations
@@ -19,7 +16,6 @@ from __future__ import annotations
 import functools
 
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import torch
@@ -32,9 +28,8 @@ __all__ = [
     "GridEncoding",
     "GridLayout",
     "grid_layout",
-    "register_grid_kernel",
-    "available_grid_backends",
     "tcnn_available",
+    "torch_grid_kernel",
 ]
 
 
@@ -60,7 +55,10 @@ class FrequencyEncoding(nn.Module):
         self.input_dim = int(input_dim)
         self.degree = int(degree)
         self.output_dim = self.input_dim * (1 + 2 * self.degree)
-        self.register_buffer("freqs", 2.0 ** torch.arange(self.degree, dtype=torch.float32), persistent=False)
+        # Exact powers of two from Python (not ``2 ** arange``, whose first use on the meta device, where the memory
+        # planner builds the model, imports PyTorch's reference ops for seconds).
+        freqs = torch.tensor([2.0**k for k in range(self.degree)], dtype=torch.float32)
+        self.register_buffer("freqs", freqs, persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x (..., D)`` → ``(..., D·(1+2K))``."""
@@ -279,35 +277,6 @@ def torch_grid_kernel(x: torch.Tensor, table: torch.Tensor, layout: GridLayout) 
     return out.reshape(n, layout.n_levels * layout.n_features)
 
 
-# ----------------------------------------------------------------------------------------------------------------------
-# kernel registry
-
-GridKernel = Callable[[torch.Tensor, torch.Tensor, GridLayout], torch.Tensor]
-
-
-@dataclass(frozen=True)
-class _KernelEntry:
-    fn: GridKernel
-    available: Callable[[torch.device], bool]
-
-
-_KERNELS: dict[str, _KernelEntry] = {"torch": _KernelEntry(torch_grid_kernel, lambda device: True)}
-
-
-def register_grid_kernel(
-    name: str, fn: GridKernel, available: Callable[[torch.device], bool] = lambda device: True
-) -> None:
-    """Register a kernel ``fn(x (N,D) in [0,1], table (T,C), layout) -> (N, L*C)`` on torch-ngp's table layout.
-
-    It must be differentiable in ``table`` and ``x`` and give zero features/gradients outside ``[0,1]^D``.
-    ``available(device)`` says whether it can run there; where it cannot, :class:`GridEncoding` falls back to
-    ``"torch"``.
-    """
-    if name == "tcnn":
-        raise ConfigError("'tcnn' is reserved for the tiny-cuda-nn backend")
-    _KERNELS[name] = _KernelEntry(fn, available)
-
-
 def tcnn_available() -> bool:
     """True when ``import tinycudann`` works and CUDA is available."""
     if not torch.cuda.is_available():
@@ -317,11 +286,6 @@ def tcnn_available() -> bool:
     except Exception:  # ImportError, or a CUDA/ABI mismatch at import
         return False
     return True
-
-
-def available_grid_backends() -> list[str]:
-    """Names accepted by ``GridEncoding(backend=...)`` in this environment (besides ``"auto"``)."""
-    return list(_KERNELS) + (["tcnn"] if tcnn_available() else [])
 
 
 class _TcnnGrid(nn.Module):
@@ -366,8 +330,8 @@ class GridEncoding(nn.Module):
         Table initialised ``U(−init_scale, init_scale)`` from the global RNG (as torch-ngp, so seeding before
         construction reproduces the reference table).
     backend:
-        ``"torch"``, any name added with :func:`register_grid_kernel`, ``"tcnn"`` or ``"auto"`` (``"tcnn"`` when
-        :func:`tcnn_available`, else ``"torch"``; decided at construction).
+        ``"torch"`` (:func:`torch_grid_kernel`), ``"tcnn"`` or ``"auto"`` (``"tcnn"`` when :func:`tcnn_available`,
+        else ``"torch"``; decided at construction).
 
     Notes
     -----
@@ -428,19 +392,15 @@ class GridEncoding(nn.Module):
                 raise ConfigError("grid backend 'tcnn' needs tinycudann and CUDA; use backend='torch' or install it")
             if align_corners:
                 raise ConfigError("the tcnn grid backend does not support align_corners=True; use backend='torch'")
-            self.kernel = "tcnn"
+            self.backend = "tcnn"
             self.tcnn = _TcnnGrid(input_dim, self.tcnn_config())
-        elif backend in _KERNELS:
-            self.kernel = backend
+        elif backend == "torch":
+            self.backend = backend
             self.embeddings = nn.Parameter(torch.empty(self.layout.n_entries, n_features))
             self.register_buffer("offsets", torch.tensor(self.layout.offsets, dtype=torch.int32))
             self.reset_parameters()
         else:
-            raise ConfigError(f"unknown grid backend {backend!r}; choose one of auto, {', '.join(_KERNELS)}, tcnn")
-
-    @property
-    def backend(self) -> str:
-        return self.kernel
+            raise ConfigError(f"unknown grid backend {backend!r}; choose one of auto, torch, tcnn")
 
     @property
     def resolutions(self) -> tuple[int, ...]:
@@ -464,7 +424,7 @@ class GridEncoding(nn.Module):
         }
 
     def reset_parameters(self) -> None:
-        if self.kernel != "tcnn":
+        if self.backend != "tcnn":
             with torch.no_grad():
                 self.embeddings.uniform_(-self.init_scale, self.init_scale)
 
@@ -474,12 +434,10 @@ class GridEncoding(nn.Module):
             raise ValueError(f"GridEncoding expects (..., {self.input_dim}), got {tuple(x.shape)}")
         prefix = x.shape[:-1]
         flat = x.reshape(-1, self.input_dim)
-        if self.kernel == "tcnn":
+        if self.backend == "tcnn":
             out = self.tcnn(flat)
         else:
-            entry = _KERNELS[self.kernel]
-            fn = entry.fn if entry.available(flat.device) else torch_grid_kernel
-            out = fn(flat, self.embeddings, self.layout)
+            out = torch_grid_kernel(flat, self.embeddings, self.layout)
         return out.reshape(*prefix, self.output_dim)
 
     def extra_repr(self) -> str:
@@ -487,5 +445,5 @@ class GridEncoding(nn.Module):
             f"input_dim={self.input_dim}, n_levels={self.n_levels}, n_features={self.n_features}, "
             f"base_resolution={self.base_resolution}, per_level_scale={self.per_level_scale:.6f}, "
             f"log2_hashmap_size={self.log2_hashmap_size}, gridtype={self.gridtype!r}, "
-            f"align_corners={self.align_corners}, backend={self.kernel!r}"
+            f"align_corners={self.align_corners}, backend={self.backend!r}"
         )

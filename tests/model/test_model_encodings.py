@@ -1,10 +1,13 @@
 """Frequency and grid encodings: torch-ngp semantics, gradients, backends."""
 
 import math
+import sys
+import types
 
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from dainr.errors import ConfigError
 from dainr.model import encodings as enc
@@ -207,37 +210,32 @@ def test_3d_grid_runs():
 # ---------------------------------------------------------------------------------------------- backends
 
 
-def test_kernel_registry_and_fallback():
-    calls = []
+def test_auto_backend_choice(monkeypatch):
+    """``auto`` builds tiny-cuda-nn's encoding (with this grid's settings) where it is available and the torch
+    table elsewhere; an unknown backend is refused naming the choices."""
+    seen = {}
 
-    def counting(x, table, layout):
-        calls.append(x.shape[0])
-        return torch_grid_kernel(x, table, layout)
+    class FakeEncoding(nn.Module):  # stands in for tinycudann.Encoding
+        def __init__(self, n_input_dims, encoding_config, dtype=None):
+            super().__init__()
+            seen.update(n_input_dims=n_input_dims, config=encoding_config)
+            self.params = nn.Parameter(torch.zeros(3))
 
-    enc.register_grid_kernel("counting", counting)
-    enc.register_grid_kernel("never", counting, available=lambda device: False)
-    try:
-        g = tiny_grid(backend="counting")
-        ref = tiny_grid()
-        with torch.no_grad():
-            ref.embeddings.copy_(g.embeddings)
-        x = torch.rand(7, 2)
-        torch.testing.assert_close(g(x), ref(x))
-        assert calls == [7]
-        g.kernel = "never"  # unavailable here -> falls back to the torch kernel
-        g(x)
-        assert calls == [7]
-        assert "counting" in enc.available_grid_backends()
-        with pytest.raises(ConfigError):
-            enc.register_grid_kernel("tcnn", counting)
-    finally:
-        enc._KERNELS.pop("counting", None)
-        enc._KERNELS.pop("never", None)
+        def forward(self, x):
+            return x.sum(-1, keepdim=True).expand(-1, 6) + 1.0
 
-
-def test_auto_backend_choice():
+    monkeypatch.setitem(sys.modules, "tinycudann", types.SimpleNamespace(Encoding=FakeEncoding))
+    monkeypatch.setattr(enc, "tcnn_available", lambda: False)
     g = tiny_grid(backend="auto")
-    assert g.backend == ("tcnn" if enc.tcnn_available() else "torch")
+    assert g.backend == "torch" and g.embeddings.shape == (g.layout.n_entries, 2)
+    monkeypatch.setattr(enc, "tcnn_available", lambda: True)
+    g = tiny_grid(backend="auto")
+    assert g.backend == "tcnn" and not hasattr(g, "embeddings")
+    assert seen == {"n_input_dims": 2, "config": g.tcnn_config()} and seen["config"]["n_levels"] == 3
+    out = g(torch.tensor([[0.25, 0.5], [1.5, 0.5]]))  # the second point lies outside [0, 1]²: zero features
+    torch.testing.assert_close(out, torch.tensor([[1.75] * 6, [0.0] * 6]))
+    with pytest.raises(ConfigError, match="auto, torch, tcnn"):
+        tiny_grid(backend="triton")
 
 
 def test_tcnn_config():
