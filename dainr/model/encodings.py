@@ -138,13 +138,24 @@ def grid_layout(
     per_level_scale: float = 2.0,
     gridtype: str = "tiled",
     align_corners: bool = False,
+    convention: str = "torch-ngp",
 ) -> GridLayout:
-    """Compute the torch-ngp table layout (offsets, level sizes, strides, scales).
+    """Compute the table layout (offsets, level sizes, strides, scales).
 
     ``desired_resolution`` (when given) overrides ``per_level_scale`` with ``2^(log2(desired/base)/(L−1))``. Level
     ``l`` has ``R_l = ceil(base·s^l)`` and holds ``min(2^log2_hashmap_size, (R_l + (0 if align_corners else 1))^D)``
     entries rounded up to a multiple of 8 (the defaults give 2,764,976 entries).
+
+    ``convention="tcnn"`` is tiny-cuda-nn's ``Grid`` of type ``Hash`` instead (``gridtype`` must be ``"hash"``): level
+    sizes ``min(2^log2_hashmap_size, r_l^D)`` rounded up to 8 and dense strides ``r_l`` with ``r_l = ceil(scale_l) + 1``
+    (no ``+1`` on top), always the ``+0.5`` shift. A torch table in this layout and ``tinycudann.Encoding`` hold the same
+    numbers in the same order (``tests/model/test_model_encodings.py`` checks it on CUDA).
     """
+    if convention not in ("torch-ngp", "tcnn"):
+        raise ConfigError(f"grid convention must be 'torch-ngp' or 'tcnn', got {convention!r}")
+    tcnn = convention == "tcnn"
+    if tcnn and (gridtype != "hash" or align_corners):
+        raise ConfigError("tiny-cuda-nn's grid convention exists for gridtype='hash' without align_corners only")
     if gridtype not in ("tiled", "hash"):
         raise ConfigError(f"gridtype must be 'tiled' or 'hash', got {gridtype!r}")
     if n_levels < 1 or n_features < 1 or input_dim < 1 or input_dim > len(_PRIMES):
@@ -152,28 +163,29 @@ def grid_layout(
     if desired_resolution is not None:
         per_level_scale = float(np.exp2(np.log2(desired_resolution / base_resolution) / max(n_levels - 1, 1)))
     max_params = 2**log2_hashmap_size
+    # The CUDA kernels: S = log2(per_level_scale) passed as float; scale = exp2f(level * S) * H - 1.0f.
+    s32 = np.float32(np.log2(per_level_scale))
+    scales = [np.float32(np.exp2(np.float32(lvl) * s32)) * np.float32(base_resolution) - np.float32(1.0)
+              for lvl in range(n_levels)]
+    kres = [int(np.ceil(sc)) + 1 for sc in scales]
+    vertices = kres if tcnn else None  # vertices per dimension of a level: tcnn r_l; torch-ngp R_l (+1)
     resolutions, offsets, sizes = [], [0], []
     for lvl in range(n_levels):
         res = int(np.ceil(base_resolution * per_level_scale**lvl))
-        n = min(max_params, (res if align_corners else res + 1) ** input_dim)
+        per_dim = vertices[lvl] if tcnn else (res if align_corners else res + 1)
+        n = min(max_params, per_dim**input_dim)
         n = int(np.ceil(n / 8) * 8)
         resolutions.append(res)
         sizes.append(n)
         offsets.append(offsets[-1] + n)
-    # The CUDA kernel: S = log2(per_level_scale) passed as float; scale = exp2f(level * S) * H - 1.0f.
-    s32 = np.float32(np.log2(per_level_scale))
-    scales, kres, strides, use_hash = [], [], [], []
-    for lvl in range(n_levels):
-        sc = np.float32(np.exp2(np.float32(lvl) * s32)) * np.float32(base_resolution) - np.float32(1.0)
-        kr = int(np.ceil(sc)) + 1
-        scales.append(float(sc))
-        kres.append(kr)
+    strides, use_hash = [], []
+    for lvl, kr in enumerate(kres):
         # get_grid_index: for (d = 0; d < D && stride <= hashmap_size; d++) { index += pos[d]*stride; stride *= R; }
         stride, st = 1, []
         for _ in range(input_dim):
             if stride <= sizes[lvl]:
                 st.append(stride)
-                stride = (stride * (kr if align_corners else kr + 1)) & _U32
+                stride = (stride * (kr if align_corners or tcnn else kr + 1)) & _U32
             else:
                 st.append(0)
         strides.append(tuple(st))
@@ -183,9 +195,9 @@ def grid_layout(
         n_levels=n_levels,
         n_features=n_features,
         resolutions=tuple(resolutions),
-        scales=tuple(scales),
+        scales=tuple(float(sc) for sc in scales),
         kernel_resolutions=tuple(kres),
-        shift=0.0 if align_corners else 0.5,
+        shift=0.0 if align_corners and not tcnn else 0.5,
         offsets=tuple(offsets),
         sizes=tuple(sizes),
         strides=tuple(strides),
@@ -330,16 +342,18 @@ class GridEncoding(nn.Module):
         Table initialised ``U(−init_scale, init_scale)`` from the global RNG (as torch-ngp, so seeding before
         construction reproduces the reference table).
     backend:
-        ``"torch"`` (:func:`torch_grid_kernel`), ``"tcnn"`` or ``"auto"`` (``"tcnn"`` when :func:`tcnn_available`,
-        else ``"torch"``; decided at construction).
+        ``"torch"`` (:func:`torch_grid_kernel`), ``"tcnn"`` or ``"auto"`` (``"torch"``: on the H200 the torch grid
+        captured in a CUDA graph was faster than tiny-cuda-nn's, which cannot be captured; ``benchmarks/RESULTS.md``).
+    convention:
+        ``"torch-ngp"`` (the reference) or ``"tcnn"`` (tiny-cuda-nn's hash-grid layout, see :func:`grid_layout`).
 
     Notes
     -----
-    With ``backend="tcnn"`` the table lives in ``tinycudann.Encoding`` (CUDA only) and is *not* torch-ngp's
-    layout: tiny-cuda-nn sizes levels as ``R^D`` (no ``+1``), uses its own dense stride and tiling convention and
-    always uses the ``align_corners=False``-like ``+0.5`` shift; its parameter count therefore differs slightly and
-    ``embeddings`` does not exist. Outputs agree with the torch backend in distribution (same init, same resolutions),
-    not value by value. Out-of-range inputs are zeroed by this wrapper for both backends.
+    With ``backend="tcnn"`` the table lives in ``tinycudann.Encoding`` (CUDA only) as tiny-cuda-nn's ``Hash`` grid,
+    whatever ``gridtype`` says (tiny-cuda-nn has no torch-ngp ``tiled`` grid: its own ``Tiled`` type caps every level
+    at ``base^D`` entries): the model is the torch backend's with ``gridtype="hash"``, ``convention="tcnn"``, value for
+    value, not the torch-ngp grid of the reference. ``embeddings`` does not exist there. Out-of-range inputs are zeroed
+    by this wrapper for both backends.
 
     Input ``x``: ``(N, D)`` in ``[0, 1]^D``. Output: ``(N, n_levels·n_features)``, level-major.
     """
@@ -357,8 +371,15 @@ class GridEncoding(nn.Module):
         init_scale: float = 1e-4,
         per_level_scale: float = 2.0,
         backend: str = "auto",
+        convention: str = "torch-ngp",
     ):
         super().__init__()
+        if backend == "auto":
+            backend = "torch"
+        if backend == "tcnn":
+            if align_corners:
+                raise ConfigError("the tcnn grid backend does not support align_corners=True; use backend='torch'")
+            gridtype, convention = "hash", "tcnn"
         self.layout = grid_layout(
             input_dim=input_dim,
             n_levels=n_levels,
@@ -369,6 +390,7 @@ class GridEncoding(nn.Module):
             per_level_scale=per_level_scale,
             gridtype=gridtype,
             align_corners=align_corners,
+            convention=convention,
         )
         self.input_dim = input_dim
         self.n_levels = n_levels
@@ -385,13 +407,10 @@ class GridEncoding(nn.Module):
         self.init_scale = init_scale
         self.output_dim = n_levels * n_features
 
-        if backend == "auto":
-            backend = "tcnn" if tcnn_available() else "torch"
+        self.convention = convention
         if backend == "tcnn":
             if not tcnn_available():
                 raise ConfigError("grid backend 'tcnn' needs tinycudann and CUDA; use backend='torch' or install it")
-            if align_corners:
-                raise ConfigError("the tcnn grid backend does not support align_corners=True; use backend='torch'")
             self.backend = "tcnn"
             self.tcnn = _TcnnGrid(input_dim, self.tcnn_config())
         elif backend == "torch":
@@ -411,10 +430,10 @@ class GridEncoding(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
     def tcnn_config(self) -> dict:
-        """The tiny-cuda-nn encoding config equivalent to this grid."""
+        """The tiny-cuda-nn encoding config of this grid (its ``Hash`` type: see the class notes)."""
         return {
             "otype": "Grid",
-            "type": "Tiled" if self.gridtype == "tiled" else "Hash",
+            "type": "Hash",
             "n_levels": self.n_levels,
             "n_features_per_level": self.n_features,
             "log2_hashmap_size": self.log2_hashmap_size,
@@ -444,6 +463,6 @@ class GridEncoding(nn.Module):
         return (
             f"input_dim={self.input_dim}, n_levels={self.n_levels}, n_features={self.n_features}, "
             f"base_resolution={self.base_resolution}, per_level_scale={self.per_level_scale:.6f}, "
-            f"log2_hashmap_size={self.log2_hashmap_size}, gridtype={self.gridtype!r}, "
+            f"log2_hashmap_size={self.log2_hashmap_size}, gridtype={self.gridtype!r}, convention={self.convention!r}, "
             f"align_corners={self.align_corners}, backend={self.backend!r}"
         )

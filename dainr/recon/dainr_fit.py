@@ -312,7 +312,8 @@ class DainrFit:
         torch.manual_seed(config.seed)
         feats = _neighbour_features(problem, fit_mask, c, train, device)
         model = build_model(c, 0 if feats is None else int(feats.shape[1])).to(device)
-        self.use_graph = c.cuda_graph and device.type == "cuda" and c.steps > 10
+        # tiny-cuda-nn's kernels record events on their own streams, which fails inside a CUDA-graph capture
+        self.use_graph = c.cuda_graph and device.type == "cuda" and c.steps > 10 and c.grid.backend != "tcnn"
         opt = build_optimizer(model, c, device, fused=c.fused and device.type == "cuda", capturable=self.use_graph)
         self.ema = AveragedWeights(model, c.ema) if c.ema > 0 else None
         # Where the coil maps vanish (outside the estimated signal support) the data do not constrain the network:
