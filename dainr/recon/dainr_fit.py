@@ -233,7 +233,7 @@ class FitResult:
         The model with the output weights, its config and its rendering inputs: renders the slice again
         (:meth:`~dainr.recon.dainr_model.FittedDainr.render`).
     seconds:
-        Wall time of the optimisation loop and the final rendering (setup excluded), s.
+        Wall time of the optimisation loop (set-up and final rendering excluded), s.
     cuda_graph:
         Whether the steps ran as a captured CUDA graph.
     oom_frames_per_step:
@@ -377,6 +377,7 @@ class DainrFit:
                 if self.selection.stop:
                     break
 
+        seconds = time.perf_counter() - t_fit
         sel = self.selection
         best = sel.best if sel is not None else None
         final = best if best is not None else (self.ema.avg if self.ema is not None else None)
@@ -388,7 +389,7 @@ class DainrFit:
         return FitResult(images=images, iterations=step, loss=losses,
                          validation=[] if sel is None else list(sel.history),
                          selected_step=None if best is None else sel.best_step, fitted=self.fitted,
-                         seconds=time.perf_counter() - t_fit, cuda_graph=self.graph is not None,
+                         seconds=seconds, cuda_graph=self.graph is not None,
                          oom_frames_per_step=self.oom_frames_per_step)
 
     def _capture(self) -> int:
