@@ -23,6 +23,7 @@ def test_adjoint_bar_ends_full_and_log_lines_stay_off_the_bar(raw_file, tmp_path
                           "adjoint"], capture_output=True, text=True, timeout=300,
                          env=dict(os.environ, PYTHONPATH=str(REPO)))
     assert run.returncode == 0, run.stderr
+    assert "Warning" not in run.stderr, run.stderr
     pieces = re.split(r"[\r\n]", run.stderr)
     bars = [p for p in pieces if p.startswith("slice 0 adjoint:")]
     assert bars and "1/1" in bars[-1] and "done" in bars[-1], bars

@@ -34,6 +34,14 @@ def test_help_and_config_show_import_no_torch(argv):
     assert "heavy: []" in run.stderr, run.stderr
 
 
+def test_importing_the_gadget_and_the_engine_prints_nothing():
+    """The README's ``python -c "import gadget.dainr_gadget"`` check: no warning (torchkbnufft's torch.jit.script
+    deprecation is filtered where it is imported, whatever ismrmrd does to the global filters)."""
+    run = subprocess.run([sys.executable, "-c", "import gadget.dainr_gadget, dainr.recon"], capture_output=True,
+                         text=True, env=ENV, timeout=300, cwd=str(REPO))
+    assert run.returncode == 0 and run.stderr == "", run.stderr
+
+
 def test_ctrl_c_is_one_line():
     """SIGINT while a command runs (here a stand-in that waits) gives one line and status 130, no traceback."""
     code = ("import sys, time\n"
