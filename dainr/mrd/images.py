@@ -161,6 +161,9 @@ def to_images(cine: CineData, images: np.ndarray, series_index: int = 1, complex
             image_type=image_type, image_series_index=int(series_index), image_index=start + f,
             slice=int(cine.slice_index), phase=f, field_of_view=tuple(float(v) for v in geo.fov_mm), **fields)
         img.attribute_string = attributes
+        head = img.getHead()  # the header's length field must match, or C++ ISMRMRD reads no attributes
+        head.attribute_string_len = len(attributes.encode("utf-8"))
+        img.setHead(head)
         out.append(img)
     return out
 

@@ -157,6 +157,7 @@ def test_meta_attributes_for_gadgetron_and_12_bit_dicom(tmp_path, complex_output
     back = read_images(out)[1]
     assert len({im.attribute_string for im in images}) == 1  # the same on every frame
     for im in back:
+        assert im.getHead().attribute_string_len == len(im.attribute_string.encode())  # what C++ ISMRMRD reads
         meta = ismrmrd.Meta.deserialize(im.attribute_string)
         assert meta["GADGETRON_DataRole"] == "Image"
         assert meta["GADGETRON_ImageComment"] == ["DA-INR Recon", "cgsense"]
