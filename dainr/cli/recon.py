@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dainr.cli.config import CPU_PRESET, add_config_arguments
+from dainr.cli.config import CPU_PRESET, add_config_arguments, default_preset
 from dainr.cli.outputs import Output, add_overwrite_argument, check_outputs
 from dainr.config import DEFAULT_PRESET, METHODS, load_config
 from dainr.errors import InputError
@@ -105,13 +105,13 @@ def _fit_summary(result) -> str:
     held-out spokes, the selected step and its held-out loss (from the result's report facts)."""
     if result.method == "adjoint":
         return "done"
-    info = result.info
     text = f"{result.iterations} {'steps' if result.method == 'dainr' else 'iterations'}"
-    if "selected_step" in info:
-        held_out = {int(step): loss for step, loss in info.get("validation", [])}
-        text += f", selected step {info['selected_step']}"
-        if int(info["selected_step"]) in held_out:
-            text += f" (held-out loss {held_out[int(info['selected_step'])]:.3e})"
+    selected = result.info.get("selected_step")
+    if selected is not None:
+        text += f", selected step {selected}"
+        loss = {int(step): value for step, value in result.info.get("validation", [])}.get(int(selected))
+        if loss is not None:
+            text += f" (held-out loss {loss:.3e})"
     return text
 
 
@@ -142,7 +142,6 @@ def _reconstruct(jobs: list, configs: list, settings, show: bool) -> list:
 
 def run(args: argparse.Namespace) -> int:
     from dainr import mrd
-    from dainr.cli.config import default_preset
     from dainr.metrics import quality
     from dainr.mrd.atomic import atomic_path
     from dainr.mrd.images import image_file_groups

@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
         # Counts the images that came back (their rate includes the server's compute); the acquisitions sent are
         # a note, with no rate of their own, since the report comes when an image or a second of silence does.
         if not bars:
-            bars.append(tqdm(desc="images back", unit="image", disable=args.quiet, file=sys.stderr,
+            bars.append(tqdm(desc="images back", unit=" images", disable=args.quiet, file=sys.stderr,
                              dynamic_ncols=True))
         bar = bars[0]
         bar.n = images
