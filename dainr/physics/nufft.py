@@ -10,8 +10,16 @@ Trajectories enter in cycles/pixel; the conversion to radians/pixel happens here
 
 from __future__ import annotations
 
+import warnings
+
 import torch
-import torchkbnufft as tkbn
+
+with warnings.catch_warnings():
+    # torchkbnufft decorates its kernels with torch.jit.script, which recent PyTorch deprecates with a warning at
+    # import (also for dainr.physics.kb_gather, imported after this). The filter is local so that ismrmrd's reset of
+    # the global filters (ismrmrd.image calls warnings.simplefilter('default')) cannot let it through.
+    warnings.filterwarnings("ignore", message="`torch.jit.script` is deprecated", category=DeprecationWarning)
+    import torchkbnufft as tkbn
 
 from dainr.physics.kb_gather import KbGather
 
