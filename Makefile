@@ -1,5 +1,6 @@
 # Two commands do all set-up on a fresh machine (see README Quickstart):
-#   make demo   -- create .venv, simulate a phantom cine, reconstruct it, write images + GIF, print PSNR/SSIM
+#   make demo   -- create .venv, simulate a phantom cine, reconstruct it with the adjoint, CG-SENSE and DA-INR, write
+#                  images + GIF + reports, print a table of their PSNR/SSIM and times
 #   make test   -- create .venv and run the test-suite
 # and, for interoperability with the C++ ISMRMRD library and Gadgetron's client (README "Gadgetron"):
 #   make interop -- build the C++ MRD tools once into .mrd-tools/ (git-ignored; minutes), run tests/interop with them
@@ -8,8 +9,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO_DIR ?= demo_out
 DEMO_METHOD ?= dainr
-# `fast` on a machine with a CUDA GPU, the smaller `cpu` preset otherwise (evaluated once the venv exists).
-DEMO_PRESET ?= $(shell $(BIN)/python -c "import torch; print('fast' if torch.cuda.is_available() else 'cpu')")
+# Empty: dainr recon's own choice (`fast` with a CUDA GPU, the smaller `cpu` preset without one; it says which).
+DEMO_PRESET ?=
 # The CPU build of PyTorch (extra "cpu"); set EXTRAS=test for an environment with a CUDA torch already present.
 EXTRAS ?= cpu,test
 
@@ -31,11 +32,15 @@ venv: $(BIN)/dainr
 demo: venv
 	mkdir -p $(DEMO_DIR)
 	$(BIN)/dainr simulate --source phantom --matrix 96 --frames 16 --coils 8 --spokes 13 --snr 200 \
-		--traj goldenangle --seed 0 -o $(DEMO_DIR)/raw.h5 --truth $(DEMO_DIR)/truth.npy
-	$(BIN)/dainr recon $(DEMO_DIR)/raw.h5 -o $(DEMO_DIR)/adjoint.h5 --method adjoint --truth $(DEMO_DIR)/truth.npy
-	$(BIN)/dainr recon $(DEMO_DIR)/raw.h5 -o $(DEMO_DIR)/cgsense.h5 --method cgsense --truth $(DEMO_DIR)/truth.npy
-	$(BIN)/dainr recon $(DEMO_DIR)/raw.h5 -o $(DEMO_DIR)/images.h5 --method $(DEMO_METHOD) --preset $(DEMO_PRESET) \
-		--truth $(DEMO_DIR)/truth.npy --preview $(DEMO_DIR)/preview.gif --report $(DEMO_DIR)/report.json
+		--traj goldenangle --seed 0 -o $(DEMO_DIR)/raw.h5 --truth $(DEMO_DIR)/truth.npy --overwrite
+	$(BIN)/dainr recon $(DEMO_DIR)/raw.h5 -o $(DEMO_DIR)/adjoint.h5 --method adjoint --truth $(DEMO_DIR)/truth.npy \
+		--report $(DEMO_DIR)/adjoint.json --overwrite
+	$(BIN)/dainr recon $(DEMO_DIR)/raw.h5 -o $(DEMO_DIR)/cgsense.h5 --method cgsense --truth $(DEMO_DIR)/truth.npy \
+		--report $(DEMO_DIR)/cgsense.json --overwrite
+	$(BIN)/dainr recon $(DEMO_DIR)/raw.h5 -o $(DEMO_DIR)/images.h5 --method $(DEMO_METHOD) \
+		$(if $(DEMO_PRESET),--preset $(DEMO_PRESET)) --truth $(DEMO_DIR)/truth.npy --preview $(DEMO_DIR)/preview.gif \
+		--report $(DEMO_DIR)/report.json --overwrite
+	$(BIN)/dainr compare $(DEMO_DIR)/adjoint.json $(DEMO_DIR)/cgsense.json $(DEMO_DIR)/report.json
 
 test: venv
 	$(BIN)/python -m pytest -q

@@ -8,8 +8,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from dainr.config import load_config  # noqa: E402
+from dainr.model import centred_coords  # noqa: E402
 from dainr.physics import MultiCoilNufft, radial_trajectory  # noqa: E402
-from dainr.recon.dainr_fit import build_model, centred_coords  # noqa: E402
+from dainr.recon.dainr_model import build_model  # noqa: E402
 
 
 def try_capture(name, fn):

@@ -10,6 +10,8 @@ Conventions (tested in ``tests/physics``):
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -98,6 +100,23 @@ class CineData:
     def n_samples(self) -> int:
         return self.kspace.shape[3]
 
+    def select_frames(self, frames: Sequence[int]) -> CineData:
+        """A copy holding only ``frames`` (in that order); noise scans, matrix and geometry are kept.
+
+        Raises
+        ------
+        ValueError
+            When ``frames`` is empty or names a frame outside ``0..n_frames−1``.
+        """
+        idx = np.asarray(frames, dtype=int).reshape(-1)
+        if idx.size == 0 or idx.min() < 0 or idx.max() >= self.n_frames:
+            raise ValueError(f"frames {idx.tolist()} are not a non-empty selection of 0..{self.n_frames - 1}")
+        return dataclasses.replace(
+            self, kspace=self.kspace[idx], traj=self.traj[idx],
+            spoke_mask=None if self.spoke_mask is None else self.spoke_mask[idx],
+            dcw=None if self.dcw is None else self.dcw[idx],
+            frame_refs=None if self.frame_refs is None else [self.frame_refs[i] for i in idx])
+
     def sample_weights(self) -> np.ndarray:
         """``(frames, spokes, samples)`` float32: 1 for measured samples, 0 for padding."""
         w = np.ones(self.kspace.shape[:1] + self.kspace.shape[2:], np.float32)
@@ -123,7 +142,15 @@ class ReconResult:
     loss:
         Per-iteration objective values, when the method has one.
     info:
-        Method-specific facts worth reporting (e.g. frames per step after an out-of-memory fallback).
+        Method-specific facts worth reporting, JSON-ready (e.g. frames per step after an out-of-memory fallback).
+    validation:
+        DA-INR: ``(step, held-out k-space loss)`` of every self-supervised check; empty otherwise.
+    selected_step:
+        DA-INR: the step whose weights were output (chosen on held-out spokes); None when the final ones were.
+    fitted:
+        DA-INR with ``reconstruct(..., keep_model=True)``: the fitted model with its config and rendering inputs
+        (a :class:`dainr.recon.dainr_model.FittedDainr`; ``fitted.render()`` times ``fitted.scale`` gives
+        ``images`` again); None otherwise.
     """
 
     images: np.ndarray
@@ -132,3 +159,6 @@ class ReconResult:
     iterations: int = 0
     loss: list[float] = field(default_factory=list)
     info: dict[str, Any] = field(default_factory=dict)
+    validation: list[tuple[int, float]] = field(default_factory=list)
+    selected_step: int | None = None
+    fitted: Any = None

@@ -1,13 +1,21 @@
-"""Quick-look previews: an animated GIF (or PNG strip) of a cine's magnitude, optionally beside the truth."""
+"""Quick-look previews: an animated GIF (or a PNG of the first frame) of a cine's magnitude, optionally beside the
+truth, each panel labelled and small matrices scaled up."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Sequence
 
 import imageio.v3 as iio
 import numpy as np
+from PIL import Image, ImageDraw, ImageFont
 
 from dainr.metrics import normalise_frames
+
+#: Panels smaller than this (pixels high) are scaled up by a whole factor, nearest neighbour.
+MIN_PANEL_HEIGHT = 256
+#: Height of the label strip above each row of panels, pixels.
+LABEL_HEIGHT = 20
 
 
 def _to_uint8(mag: np.ndarray) -> np.ndarray:
@@ -19,26 +27,82 @@ def cine_panels(panels: list[np.ndarray]) -> np.ndarray:
     return np.concatenate([_to_uint8(normalise_frames(p)) for p in panels], axis=2)
 
 
-def write_preview(path: str | Path, slices: list[np.ndarray], truth: list[np.ndarray] | None = None,
-                  fps: float = 10.0) -> Path:
-    """Write an animated GIF (``.gif``) or a PNG of the first frame (``.png``).
+def zoom_factor(height: int) -> int:
+    """The whole factor that brings a panel ``height`` pixels high to at least :data:`MIN_PANEL_HEIGHT`."""
+    return max(1, -(-MIN_PANEL_HEIGHT // max(int(height), 1)))
 
-    ``slices`` holds one ``(frames, H, W)`` cine per slice, stacked vertically; with ``truth`` each row shows
-    truth | reconstruction | 4×|error|.
+
+def labelled_row(panels: list[tuple[str, np.ndarray]], zoom: int) -> np.ndarray:
+    """Panels side by side under a strip with their labels.
+
+    Parameters
+    ----------
+    panels:
+        ``(label, movie)`` with ``movie`` ``(frames, H, W)`` uint8; every movie has the same frames and height.
+    zoom:
+        Whole scale factor (nearest neighbour).
+
+    Returns
+    -------
+    ``(frames, LABEL_HEIGHT + zoom·H, zoom·sum W)`` uint8.
     """
+    movies = [np.repeat(np.repeat(m, zoom, axis=1), zoom, axis=2) for _, m in panels]
+    strip = Image.new("L", (sum(m.shape[2] for m in movies), LABEL_HEIGHT), 0)
+    draw = ImageDraw.Draw(strip)
+    font = ImageFont.load_default(size=LABEL_HEIGHT - 6)
+    x = 0
+    for (label, _), movie in zip(panels, movies):
+        draw.text((x + 4, 2), label, fill=255, font=font)
+        x += movie.shape[2]
+    row = np.concatenate(movies, axis=2)
+    header = np.broadcast_to(np.asarray(strip, np.uint8), (row.shape[0], LABEL_HEIGHT, row.shape[2]))
+    return np.concatenate([header, row], axis=1)
+
+
+def write_preview(path: str | Path, slices: list[np.ndarray], truth: list[np.ndarray] | None = None,
+                  fps: float = 10.0, *, fmt: str | None = None, label: str = "reconstruction",
+                  row_names: Sequence[str] | None = None) -> Path:
+    """Write an animated GIF or a PNG of the first frame.
+
+    Parameters
+    ----------
+    path:
+        Output file.
+    slices:
+        One ``(frames, H, W)`` cine per slice, shown as rows from top to bottom.
+    truth:
+        The matching ground truths: each row then shows truth | reconstruction | 4×|error| (per-frame
+        max-normalised magnitudes).
+    fps:
+        GIF frame rate.
+    fmt:
+        ``gif`` or ``png``; default: from the suffix of ``path`` (``.png``, else GIF).
+    label:
+        Name of the reconstruction in the panel labels (e.g. the method).
+    row_names:
+        Names of the rows (e.g. ``slice 3``), written before the first panel's label; default: ``slice 0``,
+        ``slice 1``... when there are several rows, none for one.
+    """
+    if row_names is None:
+        row_names = [f"slice {i}" for i in range(len(slices))] if len(slices) > 1 else [""]
     rows = []
+    zoom = zoom_factor(max(s.shape[1] for s in slices))
     for i, img in enumerate(slices):
+        prefix = f"{row_names[i]}: " if row_names[i] else ""
+        r = normalise_frames(img)
         if truth is not None:
             t = normalise_frames(truth[i])
-            r = normalise_frames(img)
-            rows.append(np.concatenate([_to_uint8(t), _to_uint8(r), _to_uint8(4.0 * np.abs(t - r))], axis=2))
+            panels = [(f"{prefix}truth", _to_uint8(t)), (label, _to_uint8(r)),
+                      ("4x |error|", _to_uint8(4.0 * np.abs(t - r)))]
         else:
-            rows.append(cine_panels([img]))
+            panels = [(f"{prefix}{label}", _to_uint8(r))]
+        rows.append(labelled_row(panels, zoom))
     n = min(r.shape[0] for r in rows)
     movie = np.concatenate([r[:n] for r in rows], axis=1)
     path = Path(path)
-    if path.suffix.lower() == ".png":
-        iio.imwrite(path, movie[0])
+    fmt = (fmt or ("png" if path.suffix.lower() == ".png" else "gif")).lower()
+    if fmt == "png":
+        iio.imwrite(path, movie[0], extension=".png")
     else:
         iio.imwrite(path, movie, extension=".gif", duration=1000.0 / fps, loop=0)
     return path

@@ -1,8 +1,14 @@
-"""The ``dainr`` command line: ``simulate``, ``recon``, the server front ends and ``config show``."""
+"""The ``dainr`` command line: ``simulate``, ``recon``, ``compare``, the server front ends and ``config show``.
+
+Start-up stays light: ``dainr --help`` imports no command module, and a command's module (``dainr.cli.<name>``) is
+imported only when that command runs or shows its help; heavy libraries (torch, ismrmrd) are imported inside the
+commands that need them. Ctrl-C at any point after start-up is one line and exit status 130.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import sys
 import traceback
@@ -11,22 +17,27 @@ from typing import Sequence
 from dainr import __version__
 from dainr.errors import DainrError, error_line
 
-_COMMANDS = ("simulate", "recon", "serve", "replay", "config")
+#: command -> the line ``dainr --help`` shows for it; the command itself lives in ``dainr.cli.<command>``.
+COMMANDS = {
+    "simulate": "simulate a radial cine into an ISMRMRD raw file",
+    "recon": "reconstruct an ISMRMRD raw file into ISMRMRD images",
+    "compare": "compare reconstructions by their --report files, as a table",
+    "serve": "serve reconstructions over the MRD/Gadgetron streaming protocol",
+    "replay": "stream a raw file to an MRD server (dainr serve, Gadgetron) and store the images",
+    "config": "print the resolved configuration as YAML",
+}
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser; only ``command``'s own options are built (its module imported), the others are listed by name."""
     p = argparse.ArgumentParser(prog="dainr", description="DA-INR reconstruction of radial cine MRI (ISMRMRD).")
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    import importlib
-
-    for name in _COMMANDS:
-        try:
-            mod = importlib.import_module(f"dainr.cli.{name}")
-        except ModuleNotFoundError as e:
-            if e.name != f"dainr.cli.{name}":
-                raise
+    for name, text in COMMANDS.items():
+        if name != command:
+            sub.add_parser(name, help=text)
             continue
+        mod = importlib.import_module(f"dainr.cli.{name}")
         sp = mod.add_parser(sub)
         sp.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
         sp.add_argument("-q", "--quiet", action="store_true", help="no progress bars, warnings and errors only")
@@ -34,9 +45,20 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _command(argv: Sequence[str]) -> str | None:
+    """The command ``argv`` names: its first word that is not an option."""
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``dainr`` console script; returns the exit status."""
-    args = _parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = _command(argv)
+    try:
+        args = _parser(command if command in COMMANDS else None).parse_args(argv)
+    except KeyboardInterrupt:
+        print("dainr: interrupted", file=sys.stderr)
+        return 130
     level = logging.DEBUG if args.debug else (logging.WARNING if args.quiet else logging.INFO)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     try:

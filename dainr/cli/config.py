@@ -12,23 +12,37 @@ from pathlib import Path
 from dainr.config import DEFAULT_PRESET, available_presets, load_config
 
 
-def add_config_arguments(p: argparse.ArgumentParser) -> None:
+#: The preset ``dainr recon`` takes without ``--preset`` on a machine without a CUDA GPU.
+CPU_PRESET = "cpu"
+
+
+def default_preset(device: str) -> str:
+    """The preset ``dainr recon`` uses when none is named: :data:`~dainr.config.DEFAULT_PRESET` (sized for a GPU)
+    when ``device`` (``auto``, ``cpu``, ``cuda``...) resolves to a CUDA GPU, else :data:`CPU_PRESET`."""
+    from dainr.recon.device import resolve_device
+
+    return DEFAULT_PRESET if resolve_device(device).type == "cuda" else CPU_PRESET
+
+
+def add_config_arguments(p: argparse.ArgumentParser, default: str | None = DEFAULT_PRESET,
+                         default_text: str | None = None) -> None:
     """``--preset``, ``--config`` and ``--set``: the inputs of :func:`dainr.config.load_config`, the same in every
-    command that resolves a configuration."""
-    p.add_argument("--preset", default=DEFAULT_PRESET,
+    command that resolves a configuration (``default``: the preset when none is given, described by
+    ``default_text``)."""
+    p.add_argument("--preset", default=default,
                    help=f"configuration preset: {', '.join(available_presets())} or a YAML file "
-                        f"(default {DEFAULT_PRESET})")
+                        f"(default {default_text or default})")
     p.add_argument("--config", type=Path, help="YAML file with config keys applied after the preset")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --set dainr.steps=500 (repeatable)")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    p = sub.add_parser("config", help="print the resolved configuration as YAML",
-                       description="Print the configuration a reconstruction with these --preset, --config and "
-                                   "--set would use, as YAML (readable back with --config).")
+    p = sub.add_parser("config", description="Print the configuration a reconstruction with these --preset, --config "
+                                             "and --set would use, as YAML (readable back with --config).")
     p.add_argument("action", choices=("show",), help="show: print the resolved configuration")
-    add_config_arguments(p)
+    add_config_arguments(p, default_text=f"{DEFAULT_PRESET}, as dainr recon with a CUDA GPU; without one, recon "
+                                         f"uses {CPU_PRESET}")
     return p
 
 

@@ -1,8 +1,13 @@
-"""``dainr recon raw.h5 -o images.h5``: reconstruct every slice of an ISMRMRD raw file."""
+"""``dainr recon raw.h5 -o images.h5``: reconstruct every slice of an ISMRMRD raw file.
+
+Outputs follow :mod:`dainr.cli.outputs`: all checked before any work, an existing image file gets its own group
+added (or, with ``--overwrite``, replaced), and an error leaves no output behind.
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import logging
@@ -11,23 +16,29 @@ from pathlib import Path
 
 import numpy as np
 
-from dainr.cli.config import add_config_arguments
-from dainr.config import METHODS, load_config
-from dainr.errors import ConfigError, InputError
+from dainr.cli.config import CPU_PRESET, add_config_arguments, default_preset
+from dainr.cli.outputs import Output, add_overwrite_argument, check_outputs
+from dainr.config import DEFAULT_PRESET, METHODS, load_config
+from dainr.errors import InputError
 
 log = logging.getLogger(__name__)
 
+#: The first bytes of every NumPy .npy file.
+_NPY_MAGIC = b"\x93NUMPY"
+
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    p = sub.add_parser("recon", help="reconstruct an ISMRMRD raw file into ISMRMRD images",
-                       description="Reconstruct every slice of a radial cine ISMRMRD raw file.")
+    p = sub.add_parser("recon", description="Reconstruct every slice of a radial cine ISMRMRD raw file.")
     p.add_argument("input", type=Path, help="ISMRMRD raw file (.h5)")
-    p.add_argument("-o", "--output", required=True, type=Path, help="ISMRMRD image file to write (.h5)")
+    p.add_argument("-o", "--output", required=True, type=Path,
+                   help="ISMRMRD image file (.h5): created, or given the group --group if it is an image file")
     p.add_argument("--method", choices=METHODS, help="reconstruction method (default: the preset's, dainr)")
-    add_config_arguments(p)
+    add_config_arguments(p, default=None,
+                         default_text=f"{DEFAULT_PRESET} with a CUDA GPU, {CPU_PRESET} without one")
     p.add_argument("--device", help="cpu, cuda, cuda:N or auto (default: the preset's, auto)")
     p.add_argument("--input-group", default="dataset", help="HDF5 group of the raw data (default dataset)")
-    p.add_argument("--group", default="dataset", help="HDF5 group for the output images (default dataset)")
+    p.add_argument("--group", default="dataset",
+                   help="HDF5 group for the output images; the file's other groups are kept (default dataset)")
     p.add_argument("--series", type=int, default=1, help="image_series_index of the output (default 1)")
     p.add_argument("--complex", action="store_true", help="write complex images instead of magnitude")
     p.add_argument("--spokes-per-frame", type=int, metavar="S",
@@ -39,14 +50,23 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--slice", dest="slices", type=int, action="append", metavar="N",
                    help="reconstruct only this idx.slice (repeatable)")
     p.add_argument("--truth", type=Path, help="ground truth .npy ((frames,H,W) or (slices,frames,H,W)) for metrics")
-    p.add_argument("--preview", type=Path, help="write a quick-look animated .gif (or .png)")
+    p.add_argument("--preview", type=Path, help="write a quick-look animated .gif (or the first frame as .png)")
     p.add_argument("--report", type=Path, help="write a JSON report (per slice: method, seconds, metrics)")
+    add_overwrite_argument(p, "the group --group of an image file, else the file; the preview, the report")
     return p
 
 
 def _load_truth(path: Path, n_slices: int, positions: list[int]) -> list[np.ndarray]:
     """The truth of the slices at ``positions`` (their order in the file's slices, 0-based); a 3-D truth is the
     truth of a single-slice series."""
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(len(_NPY_MAGIC))
+    except OSError as e:
+        raise InputError(f"cannot read truth file {path}: {e.strerror}") from None
+    if magic != _NPY_MAGIC:
+        raise InputError(f"truth file {path} is not a NumPy .npy file; write it with numpy.save "
+                         "((frames, H, W) or (slices, frames, H, W))")
     try:
         truth = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as e:
@@ -71,13 +91,62 @@ def _preflight(slices: list, cfg) -> list:
     return [fit_to_device(cine, cfg, device) for cine in slices]
 
 
-def run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
+def _outputs(args: argparse.Namespace) -> list[Output]:
+    outs = [Output(args.output, "-o", group=args.group)]
+    if args.preview:
+        outs.append(Output(args.preview, "--preview", suffixes=(".gif", ".png")))
+    if args.report:
+        outs.append(Output(args.report, "--report"))
+    return outs
 
+
+def _fit_summary(result) -> str:
+    """What a slice's bar shows once it is done: the steps or iterations run and, where DA-INR stopped on its
+    held-out spokes, the selected step and its held-out loss (from the result's report facts)."""
+    if result.method == "adjoint":
+        return "done"
+    text = f"{result.iterations} {'steps' if result.method == 'dainr' else 'iterations'}"
+    selected = result.info.get("selected_step")
+    if selected is not None:
+        text += f", selected step {selected}"
+        loss = {int(step): value for step, value in result.info.get("validation", [])}.get(int(selected))
+        if loss is not None:
+            text += f" (held-out loss {loss:.3e})"
+    return text
+
+
+def _reconstruct(jobs: list, configs: list, settings, show: bool) -> list:
+    """Every slice through :func:`dainr.stream.reconstruct_slice`, one progress bar each; log lines are printed
+    above the bars (tqdm's logging redirection)."""
+    from tqdm import tqdm
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    from dainr.stream import reconstruct_slice
+
+    outs = []
+    with logging_redirect_tqdm():
+        for job, slice_cfg in zip(jobs, configs):
+            desc = f"slice {job.cine.slice_index} {slice_cfg.method}"
+            with tqdm(total=1, desc=desc, unit="step", disable=not show, file=sys.stderr, dynamic_ncols=True) as bar:
+                def progress(step: int, total: int, msg: str) -> None:
+                    bar.total, bar.n = total, step
+                    bar.set_postfix_str(msg, refresh=False)
+                    bar.refresh()
+
+                out = reconstruct_slice(job, dataclasses.replace(settings, config=slice_cfg), progress=progress)
+                bar.total = bar.n = max(out.result.iterations, 1)  # finished, also where it stopped early
+                bar.set_postfix_str(_fit_summary(out.result), refresh=False)
+            outs.append(out)
+    return outs
+
+
+def run(args: argparse.Namespace) -> int:
     from dainr import mrd
     from dainr.metrics import quality
+    from dainr.mrd.atomic import atomic_path
+    from dainr.mrd.images import image_file_groups
     from dainr.preview import write_preview
-    from dainr.stream import ReconSettings, reconstruct_slice, slice_jobs
+    from dainr.stream import ReconSettings, slice_jobs
 
     overrides = list(args.overrides)
     if args.method:
@@ -88,10 +157,11 @@ def run(args: argparse.Namespace) -> int:
         overrides.append(f"binning.spokes_per_frame={args.spokes_per_frame}")
     if args.frame_stride is not None:
         overrides.append(f"binning.stride={args.frame_stride}")
-    cfg = load_config(args.preset, args.config, overrides)
+    preset = args.preset if args.preset is not None else default_preset(args.device or "auto")
+    cfg = load_config(preset, args.config, overrides)
+    inputs = [(args.input, "the input raw file")] + ([(args.truth, "the --truth file")] if args.truth else [])
+    check_outputs(_outputs(args), inputs, args.overwrite)
     settings = ReconSettings(config=cfg, series_index=args.series, complex_output=args.complex)
-    if args.output.resolve() == args.input.resolve():
-        raise ConfigError("the output file must differ from the input raw file")
     series = mrd.read_raw(args.input, group=args.input_group,
                           trajectory_override=mrd.TrajectoryOverride.from_config(cfg.trajectory),
                           binning=mrd.Binning.from_config(cfg.binning))
@@ -115,23 +185,14 @@ def run(args: argparse.Namespace) -> int:
                                  f"{(c.n_frames, *c.matrix)}")
 
     configs = _preflight([j.cine for j in jobs], cfg)
+    if args.preset is None and preset != DEFAULT_PRESET and cfg.method == "dainr":  # said once the work starts
+        log.info("no CUDA GPU: using the preset %s (--preset %s runs the GPU preset on the CPU, far slower)",
+                 preset, DEFAULT_PRESET)
+    outs = _reconstruct(jobs, configs, settings, show=not args.quiet)
 
-    images, reports, recons = [], [], []
-    show = not args.quiet
-    for i, (job, slice_cfg) in enumerate(zip(jobs, configs)):
-        cine = job.cine
-        desc = f"slice {cine.slice_index} {cfg.method}"
-        with tqdm(total=1, desc=desc, disable=not show, file=sys.stderr, leave=True, dynamic_ncols=True) as bar:
-            def progress(step: int, total: int, msg: str) -> None:
-                bar.total = total
-                bar.n = step
-                bar.set_postfix_str(msg, refresh=False)
-                bar.refresh()
-
-            out = reconstruct_slice(job, dataclasses.replace(settings, config=slice_cfg), progress=progress)
-        result = out.result
-        recons.append(result.images)
-        images += out.images
+    reports = []
+    for i, (out, slice_cfg) in enumerate(zip(outs, configs)):
+        cine, result = out.job.cine, out.result
         entry = {"slice": cine.slice_index, "method": result.method, "seconds": round(result.seconds, 3),
                  "iterations": result.iterations, "frames": cine.n_frames, "spokes": cine.n_spokes,
                  "coils": cine.n_coils, **{k: v for k, v in result.info.items() if k != "scale"}}
@@ -147,18 +208,27 @@ def run(args: argparse.Namespace) -> int:
         reports.append(entry)
         print(line)
 
-    mrd.write_images(args.output, images, group=args.group, header_xml=series.header_xml)
-    print(f"wrote {len(images)} images to {args.output} (group {args.group}, image_{args.series})")
+    # The preview and the report wait under temporary names until the images are written: all or nothing.
+    add_group = args.output.exists() and image_file_groups(args.output) is not None
+    with contextlib.ExitStack() as stack:
+        if args.preview:
+            write_preview(stack.enter_context(atomic_path(args.preview)), [o.result.images for o in outs], truths,
+                          fmt=args.preview.suffix.lower().lstrip("."), label=cfg.method,
+                          row_names=[f"slice {o.job.cine.slice_index}" for o in outs] if len(outs) > 1 else None)
+        if args.report:
+            report = {"input": str(args.input), "output": str(args.output), "group": args.group, "preset": cfg.preset,
+                      "method": cfg.method, "config": cfg.to_dict(), "slices": reports}
+            if truths is not None:
+                report["psnr"] = round(float(np.mean([r["psnr"] for r in reports])), 3)
+                report["ssim"] = round(float(np.mean([r["ssim"] for r in reports])), 4)
+            stack.enter_context(atomic_path(args.report)).write_text(json.dumps(report, indent=2))
+        mrd.write_images(args.output, [im for o in outs for im in o.images], group=args.group,
+                         header_xml=series.header_xml, new_group=add_group, replace=args.overwrite)
+    kept = " (the file's other groups kept)" if add_group else ""
+    print(f"wrote {sum(len(o.images) for o in outs)} images to {args.output} (group {args.group}, "
+          f"image_{args.series}){kept}")
     if args.preview:
-        write_preview(args.preview, recons, truths)
         print(f"wrote preview {args.preview}")
     if args.report:
-        report = {"input": str(args.input), "output": str(args.output), "preset": cfg.preset,
-                  "method": cfg.method, "config": cfg.to_dict(), "slices": reports}
-        if truths is not None:
-            report["psnr"] = round(float(np.mean([r["psnr"] for r in reports])), 3)
-            report["ssim"] = round(float(np.mean([r["ssim"] for r in reports])), 4)
-        args.report.parent.mkdir(parents=True, exist_ok=True)
-        args.report.write_text(json.dumps(report, indent=2))
         print(f"wrote report {args.report}")
     return 0

@@ -1,21 +1,26 @@
-"""``dainr simulate``: write a radial cine as a complete ISMRMRD raw file, plus its ground truth."""
+"""``dainr simulate``: write a radial cine as a complete ISMRMRD raw file, plus its ground truth.
+
+Outputs follow :mod:`dainr.cli.outputs`: checked before any work, an existing file replaced only with
+``--overwrite``, and an error leaves neither file behind.
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 from pathlib import Path
 
 import numpy as np
 
+from dainr.cli.outputs import Output, add_overwrite_argument, check_outputs
 from dainr.errors import ConfigError
 from dainr.physics.trajectory import TRAJECTORY_KINDS
 from dainr.simulate import SOURCES, simulate
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    p = sub.add_parser("simulate", help="simulate a radial cine into an ISMRMRD raw file",
-                       description="Simulate an undersampled radial cine from the built-in phantom or the "
+    p = sub.add_parser("simulate", description="Simulate an undersampled radial cine from the built-in phantom or the "
                                    "ACDC-based source and write it as an ISMRMRD raw file.")
     p.add_argument("--source", choices=SOURCES, default="phantom", help="ground truth (default: phantom)")
     p.add_argument("--matrix", type=int, default=128, help="image matrix M (M×M, default 128)")
@@ -39,6 +44,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, type=Path, help="ISMRMRD raw file to write (.h5)")
     p.add_argument("--truth", type=Path, help="write the ground truth here (.npy, complex64: (frames, H, W) or "
                                               "(slices, frames, H, W))")
+    add_overwrite_argument(p, "the raw file, the truth")
     return p
 
 
@@ -53,12 +59,13 @@ def _check(args: argparse.Namespace) -> None:
     if args.realtime and args.traj == "uniform":
         raise ConfigError("--realtime writes a continuous stream, whose angles must not repeat every frame: use "
                           "--traj goldenangle (or tddip)")
-    if args.output.exists() and args.output.is_dir():
-        raise ConfigError(f"output {args.output} is a directory; give a file name such as raw.h5")
+    check_outputs([Output(args.output, "-o")] + ([Output(args.truth, "--truth")] if args.truth else []),
+                  overwrite=args.overwrite)
 
 
 def run(args: argparse.Namespace) -> int:
     from dainr.mrd import build_header, write_raw
+    from dainr.mrd.atomic import atomic_path
 
     _check(args)
     series = simulate(source=args.source, matrix=args.matrix, frames=args.frames, coils=args.coils,
@@ -70,12 +77,13 @@ def run(args: argparse.Namespace) -> int:
                           n_slices=args.slices,
                           n_spokes_total_per_slice=args.frames * args.spokes, oversampling=args.oversampling,
                           trajectory_identifier="tddip" if args.traj == "tddip" else None)
-    write_raw(args.output, header, series.slices, include_traj=not args.no_traj, noise=series.noise,
-              interleave=args.interleave, phase_index=not args.realtime)
-    if args.truth:
-        truth = series.truth if args.slices > 1 else series.truth[0]
-        args.truth.parent.mkdir(parents=True, exist_ok=True)
-        np.save(args.truth, truth.astype(np.complex64))
+    with contextlib.ExitStack() as stack:  # the truth waits under a temporary name until the raw file is written
+        if args.truth:
+            truth = series.truth if args.slices > 1 else series.truth[0]
+            with open(stack.enter_context(atomic_path(args.truth)), "wb") as f:
+                np.save(f, truth.astype(np.complex64))
+        write_raw(args.output, header, series.slices, include_traj=not args.no_traj, noise=series.noise,
+                  interleave=args.interleave, phase_index=not args.realtime)
     print(f"wrote {args.output}: {args.source}, {args.slices} slice(s) × {args.frames} frames × {args.spokes} "
           f"spokes × {args.coils} coils, {args.traj}{' (no traj)' if args.no_traj else ''}"
           f"{f', real-time (bin with --spokes-per-frame {args.spokes})' if args.realtime else ''}, "

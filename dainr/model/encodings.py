@@ -5,13 +5,10 @@ Both reproduce torch-ngp (``freqencoder`` and ``gridencoder``), which the refere
 Grid backends
 -------------
 :class:`GridEncoding` stores its table in torch-ngp's layout (``embeddings`` of shape ``(total_entries, C)``, level
-``l`` at rows ``offsets[l]:offsets[l+1]``) and evaluates it with a *kernel* ``fn(x, table, layout) -> (N, L*C)``
-picked from a registry (:func:`register_grid_kernel`). The pure-PyTorch kernel ``"torch"`` is always there; a faster
-kernel on the same layout (Triton, CUDA) is added with ``register_grid_kernel("triton", fn, available=...)`` and
-selected with ``backend="triton"`` (or ``encoding.kernel = "triton"``), with no change to the parameters.
-
-``backend="tcnn"`` instead wraps ``tinycudann.Encoding``, which owns its own parameters in tiny-cuda-nn's layout; see
-:class:`GridEncoding` for what differs.
+``l`` at rows ``offsets[l]:offsets[l+1]``) and evaluates it with :func:`torch_grid_kernel` (pure PyTorch,
+``backend="torch"``). ``backend="tcnn"`` instead wraps ``tinycudann.Encoding``, which owns its own parameters in
+tiny-cuda-nn's layout; see :class:`GridEncoding` for what differs. ``backend="auto"`` picks ``tcnn`` when
+:func:`tcnn_available`, ``torch`` otherwise.
 """
 
 from __future__ import annotations
@@ -19,7 +16,6 @@ from __future__ import annotations
 import functools
 
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import torch
@@ -32,9 +28,8 @@ __all__ = [
     "GridEncoding",
     "GridLayout",
     "grid_layout",
-    "register_grid_kernel",
-    "available_grid_backends",
     "tcnn_available",
+    "torch_grid_kernel",
 ]
 
 
@@ -60,7 +55,10 @@ class FrequencyEncoding(nn.Module):
         self.input_dim = int(input_dim)
         self.degree = int(degree)
         self.output_dim = self.input_dim * (1 + 2 * self.degree)
-        self.register_buffer("freqs", 2.0 ** torch.arange(self.degree, dtype=torch.float32), persistent=False)
+        # Exact powers of two from Python (not ``2 ** arange``, whose first use on the meta device, where the memory
+        # planner builds the model, imports PyTorch's reference ops for seconds).
+        freqs = torch.tensor([2.0**k for k in range(self.degree)], dtype=torch.float32)
+        self.register_buffer("freqs", freqs, persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x (..., D)`` → ``(..., D·(1+2K))``."""
@@ -140,13 +138,24 @@ def grid_layout(
     per_level_scale: float = 2.0,
     gridtype: str = "tiled",
     align_corners: bool = False,
+    convention: str = "torch-ngp",
 ) -> GridLayout:
-    """Compute the torch-ngp table layout (offsets, level sizes, strides, scales).
+    """Compute the table layout (offsets, level sizes, strides, scales).
 
     ``desired_resolution`` (when given) overrides ``per_level_scale`` with ``2^(log2(desired/base)/(L−1))``. Level
     ``l`` has ``R_l = ceil(base·s^l)`` and holds ``min(2^log2_hashmap_size, (R_l + (0 if align_corners else 1))^D)``
     entries rounded up to a multiple of 8 (the defaults give 2,764,976 entries).
+
+    ``convention="tcnn"`` is tiny-cuda-nn's ``Grid`` of type ``Hash`` instead (``gridtype`` must be ``"hash"``): level
+    sizes ``min(2^log2_hashmap_size, r_l^D)`` rounded up to 8 and dense strides ``r_l`` with ``r_l = ceil(scale_l) + 1``
+    (no ``+1`` on top), always the ``+0.5`` shift. A torch table in this layout and ``tinycudann.Encoding`` hold the same
+    numbers in the same order (``tests/model/test_model_encodings.py`` checks it on CUDA).
     """
+    if convention not in ("torch-ngp", "tcnn"):
+        raise ConfigError(f"grid convention must be 'torch-ngp' or 'tcnn', got {convention!r}")
+    tcnn = convention == "tcnn"
+    if tcnn and (gridtype != "hash" or align_corners):
+        raise ConfigError("tiny-cuda-nn's grid convention exists for gridtype='hash' without align_corners only")
     if gridtype not in ("tiled", "hash"):
         raise ConfigError(f"gridtype must be 'tiled' or 'hash', got {gridtype!r}")
     if n_levels < 1 or n_features < 1 or input_dim < 1 or input_dim > len(_PRIMES):
@@ -154,28 +163,29 @@ def grid_layout(
     if desired_resolution is not None:
         per_level_scale = float(np.exp2(np.log2(desired_resolution / base_resolution) / max(n_levels - 1, 1)))
     max_params = 2**log2_hashmap_size
+    # The CUDA kernels: S = log2(per_level_scale) passed as float; scale = exp2f(level * S) * H - 1.0f.
+    s32 = np.float32(np.log2(per_level_scale))
+    scales = [np.float32(np.exp2(np.float32(lvl) * s32)) * np.float32(base_resolution) - np.float32(1.0)
+              for lvl in range(n_levels)]
+    kres = [int(np.ceil(sc)) + 1 for sc in scales]
+    vertices = kres if tcnn else None  # vertices per dimension of a level: tcnn r_l; torch-ngp R_l (+1)
     resolutions, offsets, sizes = [], [0], []
     for lvl in range(n_levels):
         res = int(np.ceil(base_resolution * per_level_scale**lvl))
-        n = min(max_params, (res if align_corners else res + 1) ** input_dim)
+        per_dim = vertices[lvl] if tcnn else (res if align_corners else res + 1)
+        n = min(max_params, per_dim**input_dim)
         n = int(np.ceil(n / 8) * 8)
         resolutions.append(res)
         sizes.append(n)
         offsets.append(offsets[-1] + n)
-    # The CUDA kernel: S = log2(per_level_scale) passed as float; scale = exp2f(level * S) * H - 1.0f.
-    s32 = np.float32(np.log2(per_level_scale))
-    scales, kres, strides, use_hash = [], [], [], []
-    for lvl in range(n_levels):
-        sc = np.float32(np.exp2(np.float32(lvl) * s32)) * np.float32(base_resolution) - np.float32(1.0)
-        kr = int(np.ceil(sc)) + 1
-        scales.append(float(sc))
-        kres.append(kr)
+    strides, use_hash = [], []
+    for lvl, kr in enumerate(kres):
         # get_grid_index: for (d = 0; d < D && stride <= hashmap_size; d++) { index += pos[d]*stride; stride *= R; }
         stride, st = 1, []
         for _ in range(input_dim):
             if stride <= sizes[lvl]:
                 st.append(stride)
-                stride = (stride * (kr if align_corners else kr + 1)) & _U32
+                stride = (stride * (kr if align_corners or tcnn else kr + 1)) & _U32
             else:
                 st.append(0)
         strides.append(tuple(st))
@@ -185,9 +195,9 @@ def grid_layout(
         n_levels=n_levels,
         n_features=n_features,
         resolutions=tuple(resolutions),
-        scales=tuple(scales),
+        scales=tuple(float(sc) for sc in scales),
         kernel_resolutions=tuple(kres),
-        shift=0.0 if align_corners else 0.5,
+        shift=0.0 if align_corners and not tcnn else 0.5,
         offsets=tuple(offsets),
         sizes=tuple(sizes),
         strides=tuple(strides),
@@ -279,35 +289,6 @@ def torch_grid_kernel(x: torch.Tensor, table: torch.Tensor, layout: GridLayout) 
     return out.reshape(n, layout.n_levels * layout.n_features)
 
 
-# ----------------------------------------------------------------------------------------------------------------------
-# kernel registry
-
-GridKernel = Callable[[torch.Tensor, torch.Tensor, GridLayout], torch.Tensor]
-
-
-@dataclass(frozen=True)
-class _KernelEntry:
-    fn: GridKernel
-    available: Callable[[torch.device], bool]
-
-
-_KERNELS: dict[str, _KernelEntry] = {"torch": _KernelEntry(torch_grid_kernel, lambda device: True)}
-
-
-def register_grid_kernel(
-    name: str, fn: GridKernel, available: Callable[[torch.device], bool] = lambda device: True
-) -> None:
-    """Register a kernel ``fn(x (N,D) in [0,1], table (T,C), layout) -> (N, L*C)`` on torch-ngp's table layout.
-
-    It must be differentiable in ``table`` and ``x`` and give zero features/gradients outside ``[0,1]^D``.
-    ``available(device)`` says whether it can run there; where it cannot, :class:`GridEncoding` falls back to
-    ``"torch"``.
-    """
-    if name == "tcnn":
-        raise ConfigError("'tcnn' is reserved for the tiny-cuda-nn backend")
-    _KERNELS[name] = _KernelEntry(fn, available)
-
-
 def tcnn_available() -> bool:
     """True when ``import tinycudann`` works and CUDA is available."""
     if not torch.cuda.is_available():
@@ -317,11 +298,6 @@ def tcnn_available() -> bool:
     except Exception:  # ImportError, or a CUDA/ABI mismatch at import
         return False
     return True
-
-
-def available_grid_backends() -> list[str]:
-    """Names accepted by ``GridEncoding(backend=...)`` in this environment (besides ``"auto"``)."""
-    return list(_KERNELS) + (["tcnn"] if tcnn_available() else [])
 
 
 class _TcnnGrid(nn.Module):
@@ -366,16 +342,18 @@ class GridEncoding(nn.Module):
         Table initialised ``U(−init_scale, init_scale)`` from the global RNG (as torch-ngp, so seeding before
         construction reproduces the reference table).
     backend:
-        ``"torch"``, any name added with :func:`register_grid_kernel`, ``"tcnn"`` or ``"auto"`` (``"tcnn"`` when
-        :func:`tcnn_available`, else ``"torch"``; decided at construction).
+        ``"torch"`` (:func:`torch_grid_kernel`), ``"tcnn"`` or ``"auto"`` (``"torch"``: on the H200 the torch grid
+        captured in a CUDA graph was faster than tiny-cuda-nn's, which cannot be captured; ``benchmarks/RESULTS.md``).
+    convention:
+        ``"torch-ngp"`` (the reference) or ``"tcnn"`` (tiny-cuda-nn's hash-grid layout, see :func:`grid_layout`).
 
     Notes
     -----
-    With ``backend="tcnn"`` the table lives in ``tinycudann.Encoding`` (CUDA only) and is *not* torch-ngp's
-    layout: tiny-cuda-nn sizes levels as ``R^D`` (no ``+1``), uses its own dense stride and tiling convention and
-    always uses the ``align_corners=False``-like ``+0.5`` shift; its parameter count therefore differs slightly and
-    ``embeddings`` does not exist. Outputs agree with the torch backend in distribution (same init, same resolutions),
-    not value by value. Out-of-range inputs are zeroed by this wrapper for both backends.
+    With ``backend="tcnn"`` the table lives in ``tinycudann.Encoding`` (CUDA only) as tiny-cuda-nn's ``Hash`` grid,
+    whatever ``gridtype`` says (tiny-cuda-nn has no torch-ngp ``tiled`` grid: its own ``Tiled`` type caps every level
+    at ``base^D`` entries): the model is the torch backend's with ``gridtype="hash"``, ``convention="tcnn"``, value for
+    value, not the torch-ngp grid of the reference. ``embeddings`` does not exist there. Out-of-range inputs are zeroed
+    by this wrapper for both backends.
 
     Input ``x``: ``(N, D)`` in ``[0, 1]^D``. Output: ``(N, n_levels·n_features)``, level-major.
     """
@@ -393,8 +371,15 @@ class GridEncoding(nn.Module):
         init_scale: float = 1e-4,
         per_level_scale: float = 2.0,
         backend: str = "auto",
+        convention: str = "torch-ngp",
     ):
         super().__init__()
+        if backend == "auto":
+            backend = "torch"
+        if backend == "tcnn":
+            if align_corners:
+                raise ConfigError("the tcnn grid backend does not support align_corners=True; use backend='torch'")
+            gridtype, convention = "hash", "tcnn"
         self.layout = grid_layout(
             input_dim=input_dim,
             n_levels=n_levels,
@@ -405,6 +390,7 @@ class GridEncoding(nn.Module):
             per_level_scale=per_level_scale,
             gridtype=gridtype,
             align_corners=align_corners,
+            convention=convention,
         )
         self.input_dim = input_dim
         self.n_levels = n_levels
@@ -421,26 +407,19 @@ class GridEncoding(nn.Module):
         self.init_scale = init_scale
         self.output_dim = n_levels * n_features
 
-        if backend == "auto":
-            backend = "tcnn" if tcnn_available() else "torch"
+        self.convention = convention
         if backend == "tcnn":
             if not tcnn_available():
                 raise ConfigError("grid backend 'tcnn' needs tinycudann and CUDA; use backend='torch' or install it")
-            if align_corners:
-                raise ConfigError("the tcnn grid backend does not support align_corners=True; use backend='torch'")
-            self.kernel = "tcnn"
+            self.backend = "tcnn"
             self.tcnn = _TcnnGrid(input_dim, self.tcnn_config())
-        elif backend in _KERNELS:
-            self.kernel = backend
+        elif backend == "torch":
+            self.backend = backend
             self.embeddings = nn.Parameter(torch.empty(self.layout.n_entries, n_features))
             self.register_buffer("offsets", torch.tensor(self.layout.offsets, dtype=torch.int32))
             self.reset_parameters()
         else:
-            raise ConfigError(f"unknown grid backend {backend!r}; choose one of auto, {', '.join(_KERNELS)}, tcnn")
-
-    @property
-    def backend(self) -> str:
-        return self.kernel
+            raise ConfigError(f"unknown grid backend {backend!r}; choose one of auto, torch, tcnn")
 
     @property
     def resolutions(self) -> tuple[int, ...]:
@@ -451,10 +430,10 @@ class GridEncoding(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
     def tcnn_config(self) -> dict:
-        """The tiny-cuda-nn encoding config equivalent to this grid."""
+        """The tiny-cuda-nn encoding config of this grid (its ``Hash`` type: see the class notes)."""
         return {
             "otype": "Grid",
-            "type": "Tiled" if self.gridtype == "tiled" else "Hash",
+            "type": "Hash",
             "n_levels": self.n_levels,
             "n_features_per_level": self.n_features,
             "log2_hashmap_size": self.log2_hashmap_size,
@@ -464,7 +443,7 @@ class GridEncoding(nn.Module):
         }
 
     def reset_parameters(self) -> None:
-        if self.kernel != "tcnn":
+        if self.backend != "tcnn":
             with torch.no_grad():
                 self.embeddings.uniform_(-self.init_scale, self.init_scale)
 
@@ -474,18 +453,16 @@ class GridEncoding(nn.Module):
             raise ValueError(f"GridEncoding expects (..., {self.input_dim}), got {tuple(x.shape)}")
         prefix = x.shape[:-1]
         flat = x.reshape(-1, self.input_dim)
-        if self.kernel == "tcnn":
+        if self.backend == "tcnn":
             out = self.tcnn(flat)
         else:
-            entry = _KERNELS[self.kernel]
-            fn = entry.fn if entry.available(flat.device) else torch_grid_kernel
-            out = fn(flat, self.embeddings, self.layout)
+            out = torch_grid_kernel(flat, self.embeddings, self.layout)
         return out.reshape(*prefix, self.output_dim)
 
     def extra_repr(self) -> str:
         return (
             f"input_dim={self.input_dim}, n_levels={self.n_levels}, n_features={self.n_features}, "
             f"base_resolution={self.base_resolution}, per_level_scale={self.per_level_scale:.6f}, "
-            f"log2_hashmap_size={self.log2_hashmap_size}, gridtype={self.gridtype!r}, "
-            f"align_corners={self.align_corners}, backend={self.kernel!r}"
+            f"log2_hashmap_size={self.log2_hashmap_size}, gridtype={self.gridtype!r}, convention={self.convention!r}, "
+            f"align_corners={self.align_corners}, backend={self.backend!r}"
         )

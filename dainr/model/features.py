@@ -15,11 +15,15 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from dainr.errors import ConfigError
 
-__all__ = ["MDSRFeatures", "neighbour_frames", "neighbour_features", "normalise_for_features", "sample_features"]
+__all__ = ["FEATURE_CHANNELS", "MDSRFeatures", "neighbour_frames", "neighbour_features", "normalise_for_features"]
+
+#: Feature maps of the MDSR front end (EDSR-PyTorch's ``n_feats``).
+MDSR_FEATS = 64
+#: Channels per frame that :func:`neighbour_features` returns with the default extractor: two neighbours' maps.
+FEATURE_CHANNELS = 2 * MDSR_FEATS
 
 
 def _conv(cin: int, cout: int, k: int) -> nn.Conv2d:
@@ -60,7 +64,7 @@ class MDSRFeatures(nn.Module):
     """
 
     def __init__(
-        self, seed: int = 0, weights: str | Path | Mapping[str, torch.Tensor] | None = None, n_feats: int = 64
+        self, seed: int = 0, weights: str | Path | Mapping[str, torch.Tensor] | None = None, n_feats: int = MDSR_FEATS
     ):
         super().__init__()
         self.seed = int(seed)
@@ -242,28 +246,3 @@ def neighbour_features(
         out = extractor(img[part][:, None])
         feats.update(zip(part, out))
     return torch.stack([torch.cat([feats[pairs[f][0]], feats[pairs[f][1]]], dim=0) for f in wanted])
-
-
-def sample_features(features: torch.Tensor, height: int, width: int, mode: str = "resize") -> torch.Tensor:
-    """Resample ``(F, C, h, w)`` features to ``(F, C, H, W)`` bilinearly (spatial interpolation mode).
-
-    Parameters
-    ----------
-    mode:
-        ``"resize"``: pixel-centre-aligned bilinear resize (``interpolate(align_corners=False)``, borders
-        replicated). ``"reference"``: the reference code's ``grid_sample(align_corners=False, zero padding)`` at the
-        query points ``linspace(-1, 1, ·)``, which blends in zeros at the border (border features halved).
-    """
-    if features.ndim != 4:
-        raise ValueError(f"features must be (F, C, h, w), got {tuple(features.shape)}")
-    if mode == "resize":
-        if features.shape[-2:] == (height, width):
-            return features
-        return F.interpolate(features, size=(height, width), mode="bilinear", align_corners=False)
-    if mode == "reference":
-        ys = torch.linspace(-1.0, 1.0, height, device=features.device, dtype=features.dtype)
-        xs = torch.linspace(-1.0, 1.0, width, device=features.device, dtype=features.dtype)
-        gy, gx = torch.meshgrid(ys, xs, indexing="ij")
-        grid = torch.stack([gx, gy], dim=-1)[None].expand(features.shape[0], -1, -1, -1)
-        return F.grid_sample(features, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    raise ConfigError(f"unknown feature sampling mode {mode!r}; use 'resize' or 'reference'")

@@ -2,10 +2,12 @@
 
 Coordinate convention
 ---------------------
-Images are ``[..., y, x]`` (rows, columns). A pixel is queried at ``p = (x, y) ∈ [-1, 1]^2`` with ``x`` ↔ columns
-(``linspace(-1, 1, W)``) and ``y`` ↔ rows (``linspace(-1, 1, H)``): the first and last pixel *centres* sit at ±1,
-as in the reference code (see :func:`pixel_grid`). The reference effectively pairs its first coordinate with rows
-(a consistent relabelling, DAINR_METHOD.md §3); with networks trained from scratch the choice is immaterial.
+Images are ``[..., y, x]`` (rows, columns). A pixel is queried at ``p = (x, y)`` with ``x`` ↔ columns and ``y`` ↔ rows,
+at the pixel centres of :func:`centred_coords`: pixel ``i`` of ``n`` sits at ``(i − n//2)·2/n`` ∈ [-1, 1), the NUFFT's
+phase reference (pixel ``n//2``) at 0. A grid ``r`` times finer over the same field of view then contains the coarse
+grid's points (coarse pixel ``i`` = fine pixel ``r·i``), which is what spatial interpolation renders on. (The reference
+code queries ``linspace(-1, 1, n)`` and pairs its first coordinate with rows; with networks trained from scratch
+either choice is immaterial, DAINR_METHOD.md §3.)
 Time is ``t = frame / (n_frames − 1) ∈ [0, 1]``.
 
 Layer order of construction follows the reference (deformation layers, grid table, sigma layers, colour layers), so
@@ -22,21 +24,20 @@ from torch.nn import functional as F
 from dainr.errors import ConfigError
 from dainr.model.encodings import FrequencyEncoding, GridEncoding
 
-__all__ = ["pixel_grid", "frame_times", "DeformationNet", "CanonicalNet", "DAINR"]
+__all__ = ["centred_coords", "frame_times", "DeformationNet", "CanonicalNet", "DAINR"]
 
 
-def pixel_grid(
-    height: int, width: int, device: torch.device | str | None = None, dtype: torch.dtype = torch.float32
-) -> torch.Tensor:
-    """Query coordinates of an ``H×W`` image: ``(H·W, 2)`` rows ``(x, y)``, row-major over ``(row, column)``.
+def centred_coords(height: int, width: int, device: torch.device | str | None = None) -> torch.Tensor:
+    """Query coordinates of an ``H×W`` image: ``(H·W, 2)`` float32 rows ``p = (x, y)`` of the pixel centres, row-major
+    over ``(row, column)`` (point ``k = row·W + column``).
 
-    ``x = linspace(-1, 1, W)[column]``, ``y = linspace(-1, 1, H)[row]`` (pixel centres at the ends; the
-    reference's ``np.linspace(-1, 1, S)``). Point ``k = row·W + column``.
+    Pixel ``i`` of ``n`` lies at ``(i − n//2)·2/n`` (the NUFFT's phase reference is pixel ``n//2``), so a coarse grid
+    and a finer grid of the same field of view share coordinates: coarse pixel ``i`` and fine pixel ``2i`` coincide.
     """
-    ys = torch.linspace(-1.0, 1.0, height, device=device, dtype=dtype)
-    xs = torch.linspace(-1.0, 1.0, width, device=device, dtype=dtype)
-    gy, gx = torch.meshgrid(ys, xs, indexing="ij")
-    return torch.stack([gx, gy], dim=-1).reshape(-1, 2)
+    ys = (torch.arange(height, device=device) - height // 2) * (2.0 / height)
+    xs = (torch.arange(width, device=device) - width // 2) * (2.0 / width)
+    yy, xx = torch.meshgrid(ys, xs, indexing="ij")
+    return torch.stack([xx, yy], dim=-1).reshape(-1, 2)
 
 
 def frame_times(n_frames: int, device: torch.device | str | None = None) -> torch.Tensor:
@@ -258,7 +259,7 @@ class DAINR(nn.Module):
         frames_t:
             ``(B,)`` frame times in ``[0, 1]``.
         coords:
-            ``(H·W, 2)`` query points (:func:`pixel_grid`), row-major.
+            ``(H·W, 2)`` query points ``(x, y)`` (:func:`centred_coords`), row-major.
         features:
             ``(B, H·W, F)`` or ``(B, F, H, W)`` features, or None.
         image_shape:

@@ -18,11 +18,26 @@ Geometry and time: each image carries ``field_of_view`` (the header's reconSpace
 ``read_dir``, ``phase_dir``, ``slice_dir``, ``patient_table_position``, time stamps (``acquisition_time_stamp``,
 ``physiology_time_stamp``), ``measurement_uid`` and user fields of its frame's reference acquisition (the first spoke
 of the frame, in arrival order); without references the slice geometry is used.
+
+Meta attributes (``ismrmrd.Meta``, the image's attribute string; Gadgetron's names), the same on every frame of a
+slice, from :func:`image_meta`:
+
+* ``GADGETRON_DataRole`` = ``Image``; ``GADGETRON_ImageComment`` = ``DA-INR Recon`` and the method
+  (``dainr``, ``adjoint``, ``cgsense``);
+* ``GADGETRON_ScaleRatio`` = ``r``, a power of two with ``r · max|pixel|`` in (2047, 4095]: multiplied by it, the
+  slice's magnitudes fit 12-bit unsigned DICOM using at least 11 bits. The pixels themselves are stored as
+  reconstructed (float32 magnitude or complex64); ``r`` tells a converter how to scale them;
+* ``GADGETRON_WindowCenter`` = ``2048 / r``, ``GADGETRON_WindowWidth`` = ``4096 / r``, in the units of the stored
+  pixels: the window that shows the 12-bit range, from 0 to at most twice the slice's maximum.
+
+``r`` is a power of two so that it (and the window) is exact, and the same from every front end even where two
+reconstructions differ in a last bit (:mod:`tests.gadget.compare`).
 """
 
 from __future__ import annotations
 
 import io
+import math
 import os
 from pathlib import Path
 from typing import Sequence
@@ -74,8 +89,32 @@ def image_index_start(slice_index: int, n_frames: int, first_slice: int = 0) -> 
     return 1 + (int(slice_index) - int(first_slice)) * int(n_frames)
 
 
+#: Largest value of 12-bit unsigned DICOM pixels.
+DICOM_12BIT_MAX = 4095
+
+
+def image_meta(peak: float, method: str) -> ismrmrd.Meta:
+    """The meta attributes of every frame of a slice (module docstring).
+
+    Parameters
+    ----------
+    peak:
+        The slice's largest pixel magnitude, over all frames.
+    method:
+        The reconstruction method, for ``GADGETRON_ImageComment``.
+    """
+    ratio = 2.0 ** math.floor(math.log2(DICOM_12BIT_MAX / peak)) if peak > 0 and math.isfinite(peak) else 1.0
+    meta = ismrmrd.Meta()
+    meta["GADGETRON_DataRole"] = "Image"
+    meta["GADGETRON_ImageComment"] = ["DA-INR Recon", method] if method else ["DA-INR Recon"]
+    meta["GADGETRON_ScaleRatio"] = repr(ratio)
+    meta["GADGETRON_WindowCenter"] = repr((DICOM_12BIT_MAX + 1) / 2 / ratio)
+    meta["GADGETRON_WindowWidth"] = repr((DICOM_12BIT_MAX + 1) / ratio)
+    return meta
+
+
 def to_images(cine: CineData, images: np.ndarray, series_index: int = 1, complex_output: bool = False, *,
-              image_index_start: int) -> list[ismrmrd.Image]:
+              image_index_start: int, method: str = "") -> list[ismrmrd.Image]:
     """One ``ismrmrd.Image`` per frame of a reconstructed slice.
 
     Parameters
@@ -91,10 +130,13 @@ def to_images(cine: CineData, images: np.ndarray, series_index: int = 1, complex
         complex64 images (``IMTYPE_COMPLEX``) instead of float32 magnitude (``IMTYPE_MAGNITUDE``).
     image_index_start:
         ``image_index`` of frame 0, from :func:`image_index_start` (the numbering of the module docstring).
+    method:
+        The reconstruction method, named in the meta attributes (:func:`image_meta`).
 
     Returns
     -------
-    ``frames`` images of shape ``(1, 1, H, W)`` with matrix_size ``(W, H, 1)``, ``field_of_view`` the recon FOV.
+    ``frames`` images of shape ``(1, 1, H, W)`` with matrix_size ``(W, H, 1)``, ``field_of_view`` the recon FOV,
+    and the slice's meta attributes.
     """
     images = np.asarray(images)
     if images.ndim != 3:
@@ -105,6 +147,7 @@ def to_images(cine: CineData, images: np.ndarray, series_index: int = 1, complex
         raise ValueError(f"image_index {start}..{start + n_frames - 1} does not fit the uint16 header field")
     refs = cine.frame_refs or []
     geo = cine.geometry
+    attributes = image_meta(float(np.abs(images).max(initial=0.0)), method).serialize()
     out = []
     for f in range(n_frames):
         if complex_output:
@@ -117,44 +160,78 @@ def to_images(cine: CineData, images: np.ndarray, series_index: int = 1, complex
             arr, acquisition=reference, transpose=False,
             image_type=image_type, image_series_index=int(series_index), image_index=start + f,
             slice=int(cine.slice_index), phase=f, field_of_view=tuple(float(v) for v in geo.fov_mm), **fields)
+        img.attribute_string = attributes
+        head = img.getHead()  # the header's length field must match, or C++ ISMRMRD reads no attributes
+        head.attribute_string_len = len(attributes.encode("utf-8"))
+        img.setHead(head)
         out.append(img)
     return out
 
 
 def write_images(path: str | os.PathLike, image_list: Sequence[ismrmrd.Image], group: str = "dataset",
-                 header_xml: bytes | str | None = None, *, new_group: bool = False) -> Path:
+                 header_xml: bytes | str | None = None, *, new_group: bool = False, replace: bool = False) -> Path:
     """Write images as ``<group>/image_<image_series_index>`` (the layout of Gadgetron's clients).
 
     All images of one series must share a shape. ``header_xml``, when given, is written to ``<group>/xml`` (without
-    ``<version>``, see :func:`dainr.mrd.header.without_version`).
+    ``<version>``, see :func:`dainr.mrd.header.without_version`). The file is always written under a temporary name
+    and renamed at the end: an error leaves the previous file as it was, and no partial file.
 
     Parameters
     ----------
     new_group:
-        False: the file is written anew, atomically (an existing file is replaced). True (as
-        ``gadgetron_ismrmrd_client`` stores each run): an existing file gets ``group`` added, which must not be in it
-        yet; a missing file is written anew.
+        False: the file is written anew (an existing file is replaced). True (as ``gadgetron_ismrmrd_client``
+        stores each run): an existing file keeps its other groups and gets ``group`` added, which must not be in it
+        yet unless ``replace``; a missing file is written anew.
+    replace:
+        With ``new_group``: an existing ``group`` is replaced (the file's other groups are kept).
 
     Raises
     ------
     InputError
         When images of one series differ in shape; with ``new_group``, when the file exists and is not HDF5, or
-        already has ``group``.
+        already has ``group`` (without ``replace``).
     """
     path = Path(path)
+    _check_shapes(image_list)
+    keep = None
     if new_group and path.exists():
         if not h5py.is_hdf5(str(path)):
             raise InputError(f"{path} exists and is not an HDF5 file: choose another output file")
         with h5py.File(str(path), "r") as f:
-            if group in f:
+            if group in f and not replace:
                 raise InputError(f"{path} already has a group {group!r}: choose another group")
-        _check_shapes(image_list)
-        _append(path, image_list, group, header_xml)
-        return path
-    _check_shapes(image_list)
+        keep = path
     with atomic_path(path) as tmp:
+        if keep is not None:
+            _copy_groups(keep, tmp, leave_out=group)
         _append(tmp, image_list, group, header_xml)
     return path
+
+
+def image_file_groups(path: str | os.PathLike) -> list[str] | None:
+    """The groups of an ISMRMRD image file (``<group>/image_<n>``, as :func:`write_images` and Gadgetron's clients
+    write them), or None when ``path`` is not one: not HDF5, raw acquisitions (``<group>/data``) in it, or no image
+    group at all."""
+    if not h5py.is_hdf5(str(path)):
+        return None
+    with h5py.File(str(path), "r") as f:
+        groups = [name for name in f if isinstance(f[name], h5py.Group)]
+        if any("data" in f[g] for g in groups):
+            return None
+        if not any(name.startswith("image_") for g in groups for name in f[g]):
+            return None
+        return groups
+
+
+def _copy_groups(src: Path, dst: Path, leave_out: str) -> None:
+    """Copy every top-level object (and the root attributes) of the HDF5 file ``src`` but ``leave_out`` into a new
+    file ``dst``."""
+    with h5py.File(str(src), "r") as fin, h5py.File(str(dst), "w") as fout:
+        for key, value in fin.attrs.items():
+            fout.attrs[key] = value
+        for name in fin:
+            if name != leave_out:
+                fin.copy(fin[name], fout, name=name)
 
 
 def _check_shapes(image_list: Sequence[ismrmrd.Image]) -> None:

@@ -10,8 +10,16 @@ Trajectories enter in cycles/pixel; the conversion to radians/pixel happens here
 
 from __future__ import annotations
 
+import warnings
+
 import torch
-import torchkbnufft as tkbn
+
+with warnings.catch_warnings():
+    # torchkbnufft decorates its kernels with torch.jit.script, which recent PyTorch deprecates with a warning at
+    # import (also for dainr.physics.kb_gather, imported after this). The filter is local so that ismrmrd's reset of
+    # the global filters (ismrmrd.image calls warnings.simplefilter('default')) cannot let it through.
+    warnings.filterwarnings("ignore", message="`torch.jit.script` is deprecated", category=DeprecationWarning)
+    import torchkbnufft as tkbn
 
 from dainr.physics.kb_gather import KbGather
 
@@ -30,14 +38,14 @@ class MultiCoilNufft(torch.nn.Module):
         ``(frames, spokes, samples, 2)`` float trajectory in cycles/pixel (column 0 kx ↔ image columns).
     smaps:
         ``(coils, H, W)`` complex coil sensitivities (use ones of shape ``(1, H, W)`` for single-coil data).
-    weights:
-        Optional ``(frames, spokes, samples)`` real sample weights (e.g. 0 for padded spokes); :meth:`forward` does not
-        apply them, :meth:`apply_weights` does.
     numpoints, oversampling:
         Kaiser–Bessel kernel width and grid oversampling of torchkbnufft.
     backend:
         ``gather`` (precomputed interpolation tables, :class:`~dainr.physics.kb_gather.KbGather`; fast on GPUs) or
         ``table`` (torchkbnufft's table interpolation; less memory). Both compute the same operator.
+
+    Sample weights (0 for padded or held-out spokes, density compensation) are never stored in the operator: callers
+    multiply the k-space by them, or pass them to :meth:`normal`.
     """
 
     def __init__(self, traj: torch.Tensor, smaps: torch.Tensor, numpoints: int = 6, oversampling: float = 2.0,

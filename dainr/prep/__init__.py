@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -65,21 +66,27 @@ class PreparedCine:
 
 
 def prepare(cine: CineData, prewhiten: bool = True, n_virtual: int | None = None,
-            coil_maps_method: str = "walsh") -> PreparedCine:
+            coil_maps_method: str = "walsh", frames: Sequence[int] | None = None) -> PreparedCine:
     """Prewhiten (when noise scans exist and ``prewhiten``), compress to ``n_virtual`` coils (None = keep all),
-    estimate coil maps with ``coil_maps_method`` and scale the k-space (see :mod:`dainr.prep.scaling`)."""
+    estimate coil maps with ``coil_maps_method`` and scale the k-space (see :mod:`dainr.prep.scaling`).
+
+    ``frames`` (None = all) are the frames whose k-space may inform the preparation: the compression matrix, the
+    coil maps (hence the support mask) and the intensity scale come from them only, and are applied to every frame.
+    Temporal interpolation passes its training frames, so that a held-out frame's data reach nothing.
+    """
     ksp, noise = cine.kspace, cine.noise
     transform = np.eye(cine.n_coils, dtype=np.complex64)
     if prewhiten and noise is not None:
         transform = prewhitening_matrix(noise_covariance(noise))
         ksp = _apply_coil_transform(ksp, transform)
     if n_virtual is not None:
-        m = compression_matrix(ksp, n_virtual)
+        m = compression_matrix(ksp if frames is None else ksp[np.asarray(frames, dtype=int)], n_virtual)
         ksp, transform = compress(ksp, m), m @ transform
     noise = None if noise is None else _apply_coil_transform(noise, transform, coil_axis=0)
     out = dataclasses.replace(cine, kspace=ksp.astype(np.complex64), noise=noise, traj=cine.traj.copy())
-    maps = estimate_coil_maps(out, method=coil_maps_method)
-    scale = intensity_scale(out, maps)
+    seen = out if frames is None else out.select_frames(frames)
+    maps = estimate_coil_maps(seen, method=coil_maps_method)
+    scale = intensity_scale(seen, maps)
     out = apply_scale(out, scale)
     noise_std = None if out.noise is None else float(np.sqrt(np.mean(np.abs(out.noise) ** 2)))
     return PreparedCine(cine=out, coil_maps=maps, scale=scale, noise_std_after=noise_std, coil_transform=transform)

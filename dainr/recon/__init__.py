@@ -1,4 +1,15 @@
-"""The engine: one ``reconstruct`` behind every front end (CLI, Gadgetron gadget, server)."""
+"""The engine: one ``reconstruct`` behind every front end (CLI, Gadgetron gadget, server).
+
+* :mod:`~dainr.recon.engine` — :func:`reconstruct` (preparation, then the method) -> :class:`~dainr.data.ReconResult`.
+* :mod:`~dainr.recon.dainr_fit` — :class:`~dainr.recon.dainr_fit.DainrFit`, the DA-INR loop (frame order, schedule,
+  averaging, held-out selection and stopping, OOM fallback, CUDA graphs) -> :class:`~dainr.recon.dainr_fit.FitResult`.
+* :mod:`~dainr.recon.dainr_step` — :class:`~dainr.recon.dainr_step.DainrStep`, one optimisation step, and its CUDA graph.
+* :mod:`~dainr.recon.dainr_terms` — the loss terms (data term, temporal and spatial TV; a new regulariser goes here).
+* :mod:`~dainr.recon.dainr_model` — the network of a config and :class:`~dainr.recon.dainr_model.FittedDainr`, which
+  renders a fitted slice at any matrix.
+* :mod:`~dainr.recon.baselines` (adjoint, CG-SENSE), :mod:`~dainr.recon.operators` (the slice's NUFFT problem),
+  :mod:`~dainr.recon.budget` (the GPU memory plan), :mod:`~dainr.recon.device`.
+"""
 
 from dainr.recon.engine import reconstruct
 

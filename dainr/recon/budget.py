@@ -23,6 +23,8 @@ import torch
 from dainr.config import Config
 from dainr.data import CineData
 from dainr.errors import ResourceError
+from dainr.model.features import FEATURE_CHANNELS
+from dainr.recon.dainr_model import build_model
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +32,6 @@ log = logging.getLogger(__name__)
 KB_NEIGHBOURS = 36
 #: Oversampled NUFFT grid size relative to the image (2× per dimension).
 GRID_FACTOR = 4
-#: MDSR feature channels per frame (two neighbours × 64).
-FEATURE_CHANNELS = 128
 #: Multiplier on the estimate: allocator fragmentation, cuFFT plans and workspaces, small tensors.
 SAFETY = 1.25
 #: Fixed allowance for the CUDA/cuBLAS/cuFFT workspaces the estimate does not model, bytes.
@@ -129,21 +129,13 @@ def _train_shape(shape: SeriesShape, config: Config) -> SeriesShape:
 
 
 def model_parameters(config: Config) -> int:
-    """Parameters of the DA-INR model of ``config`` (grid tables and both MLPs)."""
-    from dainr.model.encodings import grid_layout
-
-    c = config.dainr
-    g = c.grid
-    layout = grid_layout(input_dim=2, n_levels=g.levels, n_features=g.features_per_level,
-                         base_resolution=g.base_resolution, desired_resolution=g.finest_resolution,
-                         log2_hashmap_size=g.log2_table_size, gridtype=g.gridtype)
-    enc_p, enc_t = 2 * (1 + 2 * c.space_degree), 1 + 2 * c.time_degree
-    feature_dim = FEATURE_CHANNELS if c.features.enabled else 0
-    deform = [enc_p + enc_t] + [c.deformation_width] * (c.deformation_depth - 1) + [2]
-    canon_in = g.levels * g.features_per_level + enc_p + enc_t + feature_dim
-    canon = [canon_in, c.hidden, c.hidden, c.hidden, c.hidden, 2]  # sigma_net in->h->h, color_net h->h->h->2
-    mlp = sum(a * b for a, b in zip(deform[:-1], deform[1:])) + sum(a * b for a, b in zip(canon[:-1], canon[1:]))
-    return layout.n_entries * g.features_per_level + mlp
+    """Parameters of the DA-INR model of ``config`` (grid table and both MLPs), counted on the model itself built on
+    PyTorch's ``meta`` device (no memory, no initialisation cost), with the torch grid backend's table layout (the
+    tcnn backend's differs slightly)."""
+    c = dataclasses.replace(config.dainr, grid=dataclasses.replace(config.dainr.grid, backend="torch"))
+    with torch.device("meta"):
+        model = build_model(c, FEATURE_CHANNELS if c.features.enabled else 0)
+    return sum(p.numel() for p in model.parameters())
 
 
 def bytes_per_point(config: Config) -> int:

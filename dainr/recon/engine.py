@@ -16,6 +16,7 @@ from dainr.data import CineData, ReconResult
 from dainr.prep import prepare
 from dainr.recon.baselines import adjoint_recon, cgsense_recon
 from dainr.recon.budget import fit_to_device
+from dainr.recon.dainr_fit import fit_dainr, training_frames
 from dainr.recon.device import resolve_device
 from dainr.recon.operators import build_problem
 
@@ -39,7 +40,8 @@ Progress = Callable[[int, int, str], None]
 
 
 def reconstruct(cine: CineData, config: Config, progress: Progress | None = None,
-                monitor: Callable[[int, np.ndarray], None] | None = None, monitor_every: int = 0) -> ReconResult:
+                monitor: Callable[[int, np.ndarray], None] | None = None, monitor_every: int = 0,
+                keep_model: bool = False) -> ReconResult:
     """Reconstruct one slice of a radial cine.
 
     Parameters
@@ -53,36 +55,45 @@ def reconstruct(cine: CineData, config: Config, progress: Progress | None = None
     monitor, monitor_every:
         Diagnostics for benchmarks: ``monitor(step, images)`` gets the DA-INR cine (scaled like the output) every
         ``monitor_every`` steps; it never influences the result.
+    keep_model:
+        DA-INR only: return the fitted model in ``ReconResult.fitted`` (a
+        :class:`~dainr.recon.dainr_model.FittedDainr`, which renders the slice again, e.g. at another matrix). It
+        keeps the model and its features in the device's memory for as long as the result lives, so it is off by
+        default.
 
     Returns
     -------
     :class:`~dainr.data.ReconResult` with ``images`` ``(frames, H, W)`` complex64 in the intensity units of the
-    prepared (prewhitened) data.
+    prewhitened (and coil-compressed) data.
     """
     with _determinism(config.deterministic):
-        return _reconstruct(cine, config, progress, monitor, monitor_every)
+        return _reconstruct(cine, config, progress, monitor, monitor_every, keep_model)
 
 
 def _reconstruct(cine: CineData, config: Config, progress: Progress | None,
-                 monitor: Callable[[int, np.ndarray], None] | None, monitor_every: int) -> ReconResult:
+                 monitor: Callable[[int, np.ndarray], None] | None, monitor_every: int,
+                 keep_model: bool) -> ReconResult:
     t0 = time.perf_counter()
     device = resolve_device(config.device)
     torch.manual_seed(config.seed)
+    # Temporal interpolation: the held-out frames' data inform nothing, the preparation included.
+    seen = (training_frames(cine.n_frames, config.dainr.down_ratio)
+            if config.method == "dainr" and config.dainr.down_ratio > 1 else None)
     prepared = prepare(cine, prewhiten=config.prep.prewhiten, n_virtual=config.prep.virtual_coils or None,
-                       coil_maps_method=config.prep.coil_maps)
+                       coil_maps_method=config.prep.coil_maps, frames=seen)
     info: dict = {"device": str(device), "coils": int(prepared.cine.n_coils), "scale": float(prepared.scale)}
+    fit = None
     if config.method == "dainr":
-        from dainr.recon.dainr_fit import fit_dainr
-
         config = fit_to_device(prepared.cine, config, device)  # fewer frames per step, or refuse, before fitting
         info["frames_per_step"] = config.dainr.frames_per_step
 
         def scaled_monitor(step: int, imgs: torch.Tensor) -> None:
             monitor(step, imgs.cpu().numpy().astype(np.complex64) * np.float32(prepared.scale))
 
-        images, iterations, loss, extra = fit_dainr(prepared, config, device, progress,
-                                                    scaled_monitor if monitor is not None else None, monitor_every)
-        info.update(extra)
+        fit = fit_dainr(prepared, config, device, progress, scaled_monitor if monitor is not None else None,
+                        monitor_every)
+        images, iterations, loss = fit.images, fit.iterations, fit.loss
+        info.update(fit.info)
     else:
         problem = build_problem(prepared.cine, prepared.coil_maps, device)
         if config.method == "adjoint":
@@ -96,4 +107,7 @@ def _reconstruct(cine: CineData, config: Config, progress: Progress | None,
     log.info("slice %d: %s on %s, %d iterations, %.2f s", cine.slice_index, config.method, device, iterations,
              seconds)
     return ReconResult(images=out, method=config.method, seconds=seconds, iterations=iterations,
-                       loss=[float(v) for v in loss], info=info)
+                       loss=[float(v) for v in loss], info=info,
+                       validation=[] if fit is None else list(fit.validation),
+                       selected_step=None if fit is None else fit.selected_step,
+                       fitted=fit.fitted if fit is not None and keep_model else None)

@@ -33,8 +33,9 @@ from dainr.stream.settings import ALIASES, ReconSettings, properties_from_xml
 #: The module of our gadget, whose <external> step a chain XML is read from.
 GADGET_MODULE = "gadget.dainr_gadget"
 
-#: The repository's chains, used when the server runs from a source checkout.
-BUILTIN_XML_DIR = Path(__file__).resolve().parents[2] / "xml_configs"
+_PACKAGE = Path(__file__).resolve().parents[1]
+#: The built-in chains: shipped in an installed package (``dainr/xml_configs``, see setup.py), else a checkout's.
+BUILTIN_XML_DIR = _PACKAGE / "xml_configs" if (_PACKAGE / "xml_configs").is_dir() else _PACKAGE.parent / "xml_configs"
 
 _DEFAULT_NAMES = ("", "default", "default.xml")
 

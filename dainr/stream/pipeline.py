@@ -146,7 +146,8 @@ def reconstruct_slice(job: SliceJob, settings: ReconSettings, progress: Progress
             log.info("slice %d: waited %.1f s for the GPU", job.cine.slice_index, waited)
         result = reconstruct(job.cine, config, progress=progress)
     images = to_images(job.cine, result.images, series_index=settings.series_index,
-                       complex_output=settings.complex_output, image_index_start=job.image_index_start)
+                       complex_output=settings.complex_output, image_index_start=job.image_index_start,
+                       method=result.method)
     return SliceOutput(job=job, images=images, result=result)
 
 

@@ -1,4 +1,4 @@
-"""Frozen MDSR features, checkpoint loading, the neighbour rule and its no-leak property, feature resampling."""
+"""Frozen MDSR features, checkpoint loading, the neighbour rule and its no-leak property."""
 
 import pytest
 import torch
@@ -6,7 +6,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from dainr.errors import ConfigError
-from dainr.model import MDSRFeatures, neighbour_features, neighbour_frames, sample_features
+from dainr.model import FEATURE_CHANNELS, MDSRFeatures, neighbour_features, neighbour_frames
 from dainr.model.features import normalise_for_features
 
 
@@ -145,7 +145,7 @@ def test_rule_errors_and_degenerate_cases():
 def test_neighbour_features_values(extractor):
     mag = torch.rand(5, 12, 10)
     feats = neighbour_features(extractor, mag, distance=1)
-    assert feats.shape == (5, 128, 12, 10) and feats.dtype == torch.float32
+    assert feats.shape == (5, FEATURE_CHANNELS, 12, 10) and feats.dtype == torch.float32
     norm = normalise_for_features(mag)
     assert norm.min() >= -1 and norm.max() <= 1
     one = extractor(norm[:, None])
@@ -168,22 +168,3 @@ def test_held_out_frames_do_not_leak(extractor):
     # the same change does leak with the reference rule (every frame allowed): the test can fail
     leaky = neighbour_features(extractor, changed, distance=2)
     assert not torch.allclose(leaky, neighbour_features(extractor, mag, distance=2))
-
-
-# ---------------------------------------------------------------------------------------------- resampling
-
-
-def test_sample_features_modes():
-    feats = torch.full((2, 3, 4, 4), 2.0)
-    up = sample_features(feats, 8, 8)
-    assert up.shape == (2, 3, 8, 8)
-    torch.testing.assert_close(up, torch.full_like(up, 2.0))
-    assert sample_features(feats, 4, 4) is feats
-    ref = sample_features(feats, 8, 8, mode="reference")
-    torch.testing.assert_close(ref[:, :, 0, 0], torch.full((2, 3), 0.5))  # corner: a quarter of the value
-    torch.testing.assert_close(ref[:, :, 0, 3], torch.full((2, 3), 1.0))  # edge: half
-    torch.testing.assert_close(ref[:, :, 3, 4], torch.full((2, 3), 2.0))  # interior unchanged
-    x = torch.randn(1, 1, 5, 7)
-    torch.testing.assert_close(sample_features(x, 5, 7, mode="reference")[..., 2, 3], x[..., 2, 3])  # centre pixel
-    with pytest.raises(ConfigError):
-        sample_features(feats, 8, 8, mode="cubic")

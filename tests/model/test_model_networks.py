@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from dainr.errors import ConfigError
-from dainr.model import DAINR, CanonicalNet, DeformationNet, GridEncoding, build_reference_models, pixel_grid
+from dainr.model import DAINR, CanonicalNet, DeformationNet, GridEncoding, build_reference_models, centred_coords
 from dainr.model.networks import frame_times
 
 
@@ -18,15 +18,21 @@ def small_model(feature_dim=8):
     return DAINR(feature_dim=feature_dim, grid=small_grid())
 
 
-def test_pixel_grid_convention():
-    p = pixel_grid(3, 4)
+def test_coordinate_convention():
+    p = centred_coords(3, 4)
     assert p.shape == (12, 2)
-    torch.testing.assert_close(p[0], torch.tensor([-1.0, -1.0]))
-    torch.testing.assert_close(p[3], torch.tensor([1.0, -1.0]))  # x runs along columns
+    torch.testing.assert_close(p[0], torch.tensor([-1.0, -2 / 3]))
+    torch.testing.assert_close(p[3], torch.tensor([0.5, -2 / 3]))  # x runs along columns
     torch.testing.assert_close(p[4], torch.tensor([-1.0, 0.0]))  # next row: y steps
-    torch.testing.assert_close(p[-1], torch.tensor([1.0, 1.0]))
+    torch.testing.assert_close(p[1 * 4 + 2], torch.tensor([0.0, 0.0]))  # pixel (H//2, W//2), the NUFFT's centre
+    torch.testing.assert_close(p[-1], torch.tensor([0.5, 2 / 3]))
     torch.testing.assert_close(frame_times(5), torch.linspace(0, 1, 5))
     assert frame_times(1).tolist() == [0.0]
+
+
+def test_coarse_and_fine_coordinates_coincide():
+    fine, coarse = centred_coords(8, 8).reshape(8, 8, 2), centred_coords(4, 4).reshape(4, 4, 2)
+    assert torch.equal(fine[::2, ::2], coarse)
 
 
 def test_deformation_net_shape_and_layers():
@@ -77,15 +83,32 @@ def test_built_from_parts():
         DAINR(canonical=CanonicalNet(grid), backend="torch")
 
 
-def test_forward_is_the_composition():
-    m = small_model()
-    p = torch.rand(20, 2) * 2 - 1
-    t = torch.rand(20, 1)
-    f = torch.randn(20, 8)
-    out, dp = m(p, t, f, return_deformation=True)
-    torch.testing.assert_close(dp, m.deformation(p, t))
-    torch.testing.assert_close(out, m.canonical(p + dp, p, t, f))
-    assert out.shape == (20, 2)
+def test_deformation_moves_the_canonical_image():
+    """f(p, t) = Ψ_x(p + Ψ_t(p, t), ...): a deformation that is a global shift by two columns and one row (at t = 0)
+    shows each pixel the undeformed image two columns right and one row down. Fails if the grid were read at p, if
+    Δp were subtracted, or if x paired with rows."""
+    torch.manual_seed(0)
+    grid = small_grid()
+    with torch.no_grad():
+        grid.embeddings.normal_()  # a textured canonical image
+    canon = CanonicalNet(grid, space_degree=4, time_degree=3, feature_dim=0, hidden=16)
+    with torch.no_grad():
+        canon.sigma_net[0].weight[:, grid.output_dim:] = 0  # the output depends on the grid at p' only
+    deform = DeformationNet(space_degree=4, time_degree=3, width=8, depth=1)  # Δp = W · [γ(p), γ(t)]
+    enc_t0 = deform.encode_t(torch.zeros(1, 1))[0]
+    one = deform.encode_p.output_dim + int(torch.nonzero(enc_t0 == 1)[0])  # cos(0) = 1 at t = 0, for every p
+    h = w = 16
+    with torch.no_grad():
+        deform.layers[0].weight.zero_()
+        deform.layers[0].weight[:, one] = torch.tensor([2 * 2.0 / w, 1 * 2.0 / h])  # (x, y): 2 columns, 1 row
+    model = DAINR(deform, canon)
+    coords, t0 = centred_coords(h, w), torch.zeros(1)
+    moved = model.render(t0, coords, image_shape=(h, w))[0]
+    with torch.no_grad():
+        deform.layers[0].weight.zero_()
+    still = model.render(t0, coords, image_shape=(h, w))[0]
+    assert not torch.allclose(moved, still)
+    torch.testing.assert_close(moved[:-1, :-2], still[1:, 2:])
 
 
 def test_gradient_reaches_deformation_through_grid_positions():
@@ -93,7 +116,7 @@ def test_gradient_reaches_deformation_through_grid_positions():
     with torch.no_grad():
         m.grid.embeddings.normal_()  # make the grid's spatial gradient large
         m.deformation.layers[-1].weight.mul_(0.01)  # keep p' inside [-1, 1]
-    p = pixel_grid(8, 8) * 0.9
+    p = centred_coords(8, 8) * 0.9
     out = m(p, torch.full((64, 1), 0.3))
     out.pow(2).sum().backward()
     g_last = m.deformation.layers[-1].weight.grad
@@ -109,7 +132,7 @@ def test_gradient_reaches_deformation_through_grid_positions():
 def test_render_matches_forward():
     m = small_model()
     h, w = 5, 6
-    coords = pixel_grid(h, w)
+    coords = centred_coords(h, w)
     ts = torch.tensor([0.0, 0.25, 1.0])
     feats = torch.randn(3, 8, h, w)
     img = m.render(ts, coords, feats)

@@ -12,8 +12,10 @@ import torch
 from dainr.config import load_config
 from dainr.data import CineData
 from dainr.errors import ResourceError
+from dainr.model import FEATURE_CHANNELS
 from dainr.physics import radial_trajectory
 from dainr.recon.budget import (USABLE_FRACTION, SeriesShape, estimate_memory, fit_to_device, plan_memory)
+from dainr.recon.dainr_model import build_model
 
 SHAPE = SeriesShape(frames=20, coils=8, spokes=13, samples=256, matrix=(128, 128))
 
@@ -54,6 +56,24 @@ def test_estimate_grows_with_the_series(field, bigger):
 def test_estimate_grows_with_the_networks(override):
     base = _cfg("dainr.features.enabled=false") if "features" in override else _cfg()
     assert estimate_memory(SHAPE, _cfg(override)).total > estimate_memory(SHAPE, base).total
+
+
+@pytest.mark.parametrize("preset,overrides", [
+    ("fast", []),
+    ("cpu", ["dainr.features.enabled=false", "dainr.validation_fraction=0"]),
+    ("cpu-test", ["dainr.hidden=24", "dainr.deformation_depth=2", "dainr.grid.gridtype=hash", "dainr.ema=0.9"]),
+    ("paper", ["dainr.space_degree=6", "dainr.time_degree=2", "dainr.grid.levels=8"]),
+])
+def test_model_memory_is_the_models(preset, overrides):
+    """The estimate's model part is the network the fit builds (its parameters, with their gradients, two AdamW
+    moments, and the averaged and kept-best copies when those are on), whatever the network's shape."""
+    cfg = _cfg(*overrides, preset=preset)
+    c = cfg.dainr
+    torch.manual_seed(0)
+    model = build_model(c, FEATURE_CHANNELS if c.features.enabled else 0)  # on the CPU, as the fit builds it
+    params = sum(p.numel() for p in model.parameters())
+    copies = 4 + (c.ema > 0) + (c.validation_fraction > 0)
+    assert estimate_memory(SHAPE, cfg).model == 4 * copies * params
 
 
 def test_spatial_interpolation_needs_less():

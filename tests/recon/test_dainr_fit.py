@@ -1,5 +1,7 @@
 """DA-INR fit: shapes, determinism, temporal interpolation without leaks, spatial interpolation, validation stop."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -7,8 +9,7 @@ import torch
 from dainr.config import load_config
 from dainr.recon import reconstruct
 from dainr.prep import prepare
-from dainr.recon.dainr_fit import (AveragedWeights, FrameSampler, centred_coords, fit_dainr, holdout_mask,
-                                   spatial_tv)
+from dainr.recon.dainr_fit import AveragedWeights, FrameSampler, fit_dainr, holdout_mask
 from dainr.simulate import simulate
 
 
@@ -29,29 +30,23 @@ def test_shapes_and_determinism(series):
 
 
 def test_temporal_interpolation_never_sees_held_out_frames(series):
-    """down_ratio=2 trains on frames 0, 2, 4: frames 1 and 3 are rendered, but changing their k-space (data and
-    hence their undersampled images, the features' input) must not change any output frame."""
+    """down_ratio=2 fits frames 0, 2, 4 and renders 1 and 3: replacing their k-space with noise 50× the data's
+    largest sample changes no output pixel, nor the preparation (coil maps, intensity scale, support); changing a
+    training frame does (the test can fail)."""
     cine = series.slices[0]
-    changed = simulate("phantom", matrix=32, frames=5, coils=3, spokes=9, snr=100, seed=2).slices[0]
-    rng = np.random.default_rng(0)
-    for f in (1, 3):
-        changed.kspace[f] = (rng.normal(size=changed.kspace[f].shape) * 5).astype(np.complex64)
-    # Preparation (coil maps, scaling) pools all frames by design: give both the same, to isolate the fit.
     cfg = load_config("cpu-test", overrides=["dainr.down_ratio=2"])
-    prep_a = prepare(cine, prewhiten=False)
-    prep_b = prepare(changed, prewhiten=False)
-    prep_b.coil_maps, prep_b.scale = prep_a.coil_maps, prep_a.scale
-    prep_b.cine.kspace[[0, 2, 4]] = prep_a.cine.kspace[[0, 2, 4]]
-    torch.manual_seed(0)
-    out_a = fit_dainr(prep_a, cfg, torch.device("cpu"))[0]
-    torch.manual_seed(0)
-    out_b = fit_dainr(prep_b, cfg, torch.device("cpu"))[0]
-    assert out_a.shape == (5, 32, 32)
-    assert torch.equal(out_a, out_b)
-    # ... while changing a training frame's data does change the result (the test can fail).
-    prep_b.cine.kspace[2] = prep_b.cine.kspace[2] * 0.5
-    torch.manual_seed(0)
-    assert not torch.equal(out_a, fit_dainr(prep_b, cfg, torch.device("cpu"))[0])
+    rng = np.random.default_rng(0)
+    changed = dataclasses.replace(cine, kspace=cine.kspace.copy())
+    for f in (1, 3):
+        noise = rng.normal(size=(2, *cine.kspace[f].shape)) * 50 * np.abs(cine.kspace).max()
+        changed.kspace[f] = (noise[0] + 1j * noise[1]).astype(np.complex64)
+    a = reconstruct(cine, cfg)
+    b = reconstruct(changed, cfg)
+    assert a.images.shape == (5, 32, 32) and a.info["train_frames"] == 3
+    assert a.info["scale"] == b.info["scale"]
+    assert np.array_equal(a.images, b.images)
+    changed.kspace[2] *= 0.5
+    assert not np.array_equal(a.images, reconstruct(changed, cfg).images)
 
 
 def test_lowres_view_keeps_only_the_coarse_band():
@@ -69,20 +64,75 @@ def test_lowres_view_keeps_only_the_coarse_band():
     assert r.max() < 0.5 and r.max() > 0.45
 
 
-def test_spatial_interpolation_renders_full_matrix(series):
-    res = reconstruct(series.slices[0], load_config("cpu-test", overrides=["dainr.sr_ratio=2"]))
-    assert res.images.shape == (5, 32, 32) and np.isfinite(res.images).all()
-    assert res.info["train_matrix"] == [16, 16]
+def test_spatial_interpolation_renders_every_pixel(series):
+    """sr_ratio=2 fits at 16² and renders 32² at continuous coordinates. The reference upsampled the deformed
+    coordinates nearest-neighbour: 16² distinct points (2×2 blocks) and its last row and column sent to the centre
+    (constant). Here, without features (which would blur both symptoms), every pixel is its own point."""
+    cfg = load_config("cpu-test", overrides=["dainr.sr_ratio=2", "dainr.features.enabled=false"])
+    res = reconstruct(series.slices[0], cfg, keep_model=True)
+    assert res.images.shape == (5, 32, 32) and res.info["train_matrix"] == [16, 16]
+    fitted = res.fitted
+    np.testing.assert_allclose(res.images, fitted.render().numpy() * fitted.scale, rtol=1e-6, atol=0)
+    img = fitted.render(masked=False).numpy()
+    assert img.shape == (5, 32, 32)
+    assert np.mean(img[:, 0::2, 0::2] == img[:, 1::2, 1::2]) < 0.05  # no 2×2 blocks
+    step = np.abs(np.diff(img, axis=-1)).mean()
+    assert np.abs(np.diff(img[:, -1, :], axis=-1)).mean() > 0.2 * step  # the last row varies like the others
+    assert np.abs(np.diff(img[:, :, -1], axis=-1)).mean() > 0.2 * step  # and the last column
 
 
-def test_validation_selects_and_stops(series):
-    cfg = load_config("cpu-test", overrides=["dainr.validation_fraction=0.2", "dainr.validate_every=2",
-                                             "dainr.steps=30", "dainr.patience=2"])
-    res = reconstruct(series.slices[0], cfg)
-    val = res.info["validation"]
-    best_step = min(val, key=lambda v: v[1])[0]
-    assert res.info["selected_step"] == best_step
-    assert res.info["steps_run"] <= 30
+def test_features_resampled_with_borders_replicated():
+    """Spatial interpolation resamples the coarse features bilinearly, pixel-centre aligned, borders replicated
+    (the reference's zero padding halved them at the edges): constant features stay constant at every pixel."""
+    from dainr.recon.dainr_model import FittedDainr, build_model
+
+    c = load_config("cpu-test").dainr
+    feats = torch.full((3, 8, 4, 4), 2.0)
+    feats[:, :, :, 3] = 4.0  # a step in the last column
+    fitted = FittedDainr(model=build_model(c, 8), config=c, n_frames=3, train_frames=np.arange(3), matrix=(8, 8),
+                         train_matrix=(4, 4), features=feats, support=torch.ones(8, 8, dtype=torch.bool))
+    coords, up = fitted.inputs((8, 8))
+    up = up.float().reshape(3, 8, 8, 8)  # (frames, H, W, C)
+    assert coords.shape == (64, 2)
+    assert torch.equal(up[:, :, :5, :], torch.full((3, 8, 5, 8), 2.0))
+    assert torch.equal(up[:, :, 5:7, :], torch.tensor([2.5, 3.5])[:, None].expand(3, 8, 2, 8))  # linear
+    assert torch.equal(up[:, :, 7, :], torch.full((3, 8, 8), 4.0))
+    assert fitted.render(matrix=(8, 8)).shape == (3, 8, 8) and fitted.render([2], (6, 6)).shape == (1, 6, 6)
+
+
+def test_held_out_spokes_never_enter_the_fit(series):
+    """Corrupting the held-out spokes leaves the training loss at every step (hence the trajectory of the weights)
+    exactly as it was, while the held-out loss sees the corruption."""
+    cfg = load_config("cpu-test", overrides=["dainr.validation_fraction=0.3", "dainr.validate_every=3",
+                                             "dainr.log_every=1", "dainr.patience=0"])
+    prep = prepare(series.slices[0], prewhiten=False)
+    spokes = prep.cine.spoke_mask if prep.cine.spoke_mask is not None else np.ones(prep.cine.kspace.shape[::2][:2])
+    held = holdout_mask(spokes, cfg.dainr.validation_fraction, cfg.seed)
+    assert held.sum() > 0
+    rng = np.random.default_rng(0)
+    kspace = prep.cine.kspace.copy()
+    noise = (rng.normal(size=kspace.shape) + 1j * rng.normal(size=kspace.shape)) * 100 * np.abs(kspace).max()
+    where = np.broadcast_to(held[:, None, :, None], kspace.shape)
+    kspace[where] = noise[where].astype(np.complex64)
+    dirty = dataclasses.replace(prep, cine=dataclasses.replace(prep.cine, kspace=kspace))
+    a = fit_dainr(prep, cfg, torch.device("cpu"))
+    b = fit_dainr(dirty, cfg, torch.device("cpu"))
+    assert len(a.loss) == cfg.dainr.steps and a.loss == b.loss
+    assert len(a.validation) == 4 and all(vb > 10 * va for (_, va), (_, vb) in zip(a.validation, b.validation))
+
+
+def test_selection_outputs_the_selected_step_and_stops(series):
+    """With a learning rate that overfits, the held-out loss turns up: the fit stops two checks (the patience)
+    after its minimum and outputs the weights of that step, which a fit stopped there outputs too."""
+    over = ["dainr.validation_fraction=0.3", "dainr.validate_every=1", "dainr.patience=2", "dainr.steps=40",
+            "dainr.lr=0.05"]
+    res = reconstruct(series.slices[0], load_config("cpu-test", overrides=over))
+    best = min(res.validation, key=lambda v: v[1])[0]
+    assert res.selected_step == best == res.info["selected_step"]
+    assert res.iterations == best + 2 < 40 and [s for s, _ in res.validation] == list(range(1, best + 3))
+    short = reconstruct(series.slices[0], load_config("cpu-test", overrides=over + [f"dainr.steps={best}"]))
+    assert short.iterations == short.selected_step == best
+    assert np.array_equal(short.images, res.images)
 
 
 def test_holdout_and_sampler():
@@ -94,11 +144,6 @@ def test_holdout_and_sampler():
     seen = [f for _ in range(5) for f in s.take(2)]
     assert set(seen) == set(range(5))
     assert all(len(set(s.take(3))) == 3 for _ in range(4))
-
-
-def test_coarse_and_fine_coordinates_coincide():
-    fine, coarse = centred_coords(8, 8, "cpu").reshape(8, 8, 2), centred_coords(4, 4, "cpu").reshape(4, 4, 2)
-    assert np.allclose(fine[::2, ::2].numpy(), coarse.numpy())
 
 
 @pytest.mark.parametrize("extra", [[], ["dainr.ema=0.8", "dainr.tv_spatial=0.05", "dainr.tv_temporal=0.05"]],
@@ -115,14 +160,6 @@ def test_stopping_rule_is_deterministic_and_blind_to_the_truth(series, extra):
     assert seen and np.array_equal(plain.images, watched.images)
     assert plain.info["selected_step"] == watched.info["selected_step"]
     assert plain.info["validation"] == watched.info["validation"]
-
-
-def test_spatial_tv_values():
-    flat = torch.full((2, 6, 6), 1 + 2j, dtype=torch.complex64)
-    assert float(spatial_tv(flat)) < 1e-3
-    edge = torch.zeros(1, 6, 6, dtype=torch.complex64)
-    edge[..., 3:] = 3j  # a vertical edge of height 3: |∇| = 3 on one column of the 5×5 difference grid
-    assert np.isclose(float(spatial_tv(edge)), 3 * 5 / 25, rtol=1e-3)
 
 
 def test_averaged_weights_update_and_swap():
@@ -145,11 +182,12 @@ def test_averaged_weights_update_and_swap():
 
 
 def test_averaged_and_regularised_fit_changes_the_output(series):
-    """EMA, the TV penalties and the grid's learning rate act (the test fails if an option is ignored), and the
-    selection still picks the step of the lowest recorded held-out loss."""
+    """EMA, the TV penalties, the grid's learning rate and the L2 data term act (the test fails if an option is
+    ignored), and the selection still picks the step of the lowest recorded held-out loss."""
     base = ["dainr.validation_fraction=0.2", "dainr.validate_every=3", "dainr.steps=18", "dainr.patience=0"]
     ref = reconstruct(series.slices[0], load_config("cpu-test", overrides=base)).images
-    for extra in (["dainr.ema=0.8"], ["dainr.tv_spatial=0.2"], ["dainr.tv_temporal=0.2"], ["dainr.grid_lr_scale=5"]):
+    for extra in (["dainr.ema=0.8"], ["dainr.tv_spatial=0.2"], ["dainr.tv_temporal=0.2"], ["dainr.grid_lr_scale=5"],
+                  ["dainr.loss=l2"]):
         out = reconstruct(series.slices[0], load_config("cpu-test", overrides=base + extra))
         assert not np.array_equal(out.images, ref), extra
         assert out.info["selected_step"] == min(out.info["validation"], key=lambda v: v[1])[0]

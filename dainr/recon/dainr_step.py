@@ -1,0 +1,136 @@
+"""One DA-INR optimisation step (:class:`DainrStep`, sigpy's ``Alg``) and its CUDA-graph replay (:class:`StepGraph`).
+
+A step renders a batch of training frames, sums the loss terms (:mod:`dainr.recon.dainr_terms`), backpropagates and
+updates the weights with AdamW. Everything around the steps (which frames, the learning-rate schedule, stopping,
+selection, weight averaging, out-of-memory fallback, when to capture a graph) is the loop's
+(:class:`~dainr.recon.dainr_fit.DainrFit`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+
+from dainr.config import DainrConfig
+from dainr.model.networks import DAINR
+from dainr.recon.dainr_model import FittedDainr
+from dainr.recon.dainr_terms import LossTerm
+
+
+def lr_factor(c: DainrConfig, step: int) -> float:
+    """Learning-rate multiplier at ``step``: constant, cosine (to ``final_lr_ratio``) or ×0.5 every ``step_size``."""
+    if c.schedule == "cosine":
+        return c.final_lr_ratio + (1 - c.final_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(step, c.steps) / c.steps))
+    if c.schedule == "step":
+        return 0.5 ** (step // c.step_size)
+    return 1.0
+
+
+def build_optimizer(model: DAINR, c: DainrConfig, device: torch.device, fused: bool,
+                    capturable: bool) -> torch.optim.AdamW:
+    """AdamW with two groups: the grid table at ``lr · grid_lr_scale``, the MLPs at ``lr`` (each group's
+    ``lr_scale`` is applied by :func:`set_lr`). With ``capturable`` (a CUDA graph) the lr is a tensor updated in place."""
+    grid = list(model.canonical.grid.parameters())
+    in_grid = {id(p) for p in grid}
+    groups = [{"params": grid, "lr_scale": c.grid_lr_scale},
+              {"params": [p for p in model.parameters() if id(p) not in in_grid], "lr_scale": 1.0}]
+    for g in groups:
+        lr = c.lr * g["lr_scale"]
+        g["lr"] = torch.tensor(lr, device=device) if capturable else lr
+    return torch.optim.AdamW(groups, lr=c.lr, weight_decay=c.weight_decay, fused=fused or None,
+                             capturable=capturable)
+
+
+def set_lr(opt: torch.optim.Optimizer, lr: float) -> None:
+    """Set the learning rate in place, times each group's ``lr_scale`` (a tensor lr stays the same tensor, as a
+    captured CUDA graph needs)."""
+    for g in opt.param_groups:
+        v = lr * g.get("lr_scale", 1.0)
+        if isinstance(g["lr"], torch.Tensor):
+            g["lr"].fill_(v)
+        else:
+            g["lr"] = v
+
+
+class DainrStep:
+    """One optimisation step: render a batch of training frames, add up the loss terms, backpropagate, AdamW.
+
+    Parameters
+    ----------
+    fitted:
+        The model and its rendering inputs; the step renders at ``fitted.train_matrix``.
+    terms:
+        The loss terms (:func:`~dainr.recon.dainr_terms.loss_terms`): the first one's value plus the others'.
+    optimizer:
+        The optimiser of ``fitted.model``'s parameters (:func:`build_optimizer`).
+    """
+
+    def __init__(self, fitted: FittedDainr, terms: Sequence[LossTerm], optimizer: torch.optim.Optimizer):
+        if not terms:
+            raise ValueError("a DA-INR step needs at least one loss term")
+        self.fitted = fitted
+        self.terms = list(terms)
+        self.optimizer = optimizer
+
+    @property
+    def consecutive_frames(self) -> bool:
+        """Whether a step's frames must be neighbours in time (a term compares them)."""
+        return any(t.consecutive_frames for t in self.terms)
+
+    def loss(self, frames: torch.Tensor) -> torch.Tensor:
+        """The loss of frames ``frames`` (``(B,)`` int64 on the device), with its graph for backward."""
+        img = self.fitted.render_batch(frames, self.fitted.train_matrix)
+        loss = self.terms[0](img, frames)
+        for term in self.terms[1:]:
+            loss = loss + term(img, frames)
+        return loss
+
+    def __call__(self, frames: torch.Tensor) -> torch.Tensor:
+        """Run one step on ``frames``; returns the loss before the update."""
+        loss = self.loss(frames)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return loss
+
+    def set_lr(self, lr: float) -> None:
+        """The learning rate of the next steps (see :func:`set_lr`)."""
+        set_lr(self.optimizer, lr)
+
+
+class StepGraph:
+    """A :class:`DainrStep` (render, NUFFT, loss, backward, AdamW) captured whole in a CUDA graph.
+
+    DA-INR's step is thousands of tiny kernels; replaying a graph removes the launch and Python overhead. The frame
+    indices live in a static device tensor that is refilled before each replay. The warm-up steps that CUDA graphs
+    need (on a side stream) are real optimisation steps on real frames. The optimiser must have been built with
+    ``capturable=True``.
+    """
+
+    def __init__(self, step: DainrStep, batch: int, device: torch.device, warmup: list[list[int]]):
+        self.idx = torch.zeros(batch, dtype=torch.long, device=device)
+        opt = step.optimizer
+        side = torch.cuda.Stream(device)
+        side.wait_stream(torch.cuda.current_stream(device))
+        with torch.cuda.stream(side):
+            for frames in warmup:
+                self.idx.copy_(torch.tensor(frames))
+                opt.zero_grad(set_to_none=True)
+                step.loss(self.idx).backward()
+                opt.step()
+        torch.cuda.current_stream(device).wait_stream(side)
+        self.warmup_steps = len(warmup)
+        self.graph = torch.cuda.CUDAGraph()
+        opt.zero_grad(set_to_none=True)
+        with torch.cuda.graph(self.graph):
+            self.loss = step.loss(self.idx)
+            self.loss.backward()
+            opt.step()
+
+    def run(self, frames: list[int]) -> torch.Tensor:
+        """Replay the step on ``frames``; returns the (static) loss tensor."""
+        self.idx.copy_(torch.tensor(frames))
+        self.graph.replay()
+        return self.loss
