@@ -131,7 +131,7 @@ def test_refused_connections_take_no_thread_and_linger_nowhere(tmp_path, raw_one
     with srv.running():
         holder = connect(srv)
         holder.sendall(protocol.frame_config_file("cpu-test"))  # takes the only job slot
-        wait_until(lambda: len(srv._sessions) == 1, what="the holder's session")
+        wait_until(lambda: srv.jobs == 1, what="the holder's slot")
         baseline = threading.active_count()
         clients = []
         for _ in range(40):
