@@ -36,7 +36,7 @@ from benchcases import Case, case_list, cell, load_case, score
 from dainr.prep import prepare
 from dainr.recon.operators import build_problem
 
-LAMBDA_T = (0.0001, 0.0003, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
+LAMBDA_T = (0.0001, 0.0003, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
 LAMBDA_W = (0.0, 0.0001, 0.0003, 0.001, 0.003, 0.01, 0.03, 0.1)
 START = (LAMBDA_T.index(0.01), LAMBDA_W.index(0.001))
 ITERATIONS = 60

@@ -28,8 +28,9 @@ class Agg:
     n: int
     row: dict
 
-    def cell(self) -> str:
-        spread = f" ({self.lo:.2f}–{self.hi:.2f})" if self.n > 1 else ""
+    def cell(self, full: int = 1) -> str:
+        """``mean (min–max) / SSIM / seconds``; the seed count when it is below ``full`` (a run stopped early)."""
+        spread = f" ({self.lo:.2f}–{self.hi:.2f}{f', {self.n} seeds' if self.n < full else ''})" if self.n > 1 else ""
         return f"{self.psnr:.2f}{spread} / {self.ssim:.3f} / {self.seconds:.2f} s"
 
 
@@ -58,6 +59,9 @@ def case_order(c: dict) -> tuple:
 def cv_table(docs: list[dict], main: str = "dainr:fast") -> str:
     """Markdown for the rows of ``docs`` (``quality.py run`` / ``bart`` / ``tune.py`` JSON documents)."""
     rows = [r for d in docs for r in d["rows"]]
+    for d in docs:  # tune.py --test: the chosen variant's tuning rows, under its test rows' name
+        if d.get("chosen") and d["rows"]:
+            rows += [{**r, "method": d["rows"][0]["method"]} for r in d["tune"][d["chosen"]]["rows"]]
     tuning = [t for d in docs for t in d.get("tuning", [])]
     by: dict[tuple[str, str], list[dict]] = defaultdict(list)
     for r in rows:
@@ -84,7 +88,8 @@ def cv_table(docs: list[dict], main: str = "dainr:fast") -> str:
 def _tuning_section(g: str, tuning: list[dict], cases: list[dict], ours: dict, main: str) -> list[str]:
     srcs = ", ".join(sorted({c["source"] for c in cases}))
     out = [f"### Tuned on group {g} ({srcs})", "",
-           f"Tuning set: BART's weights chosen per cell on the mean PSNR over {srcs}; {main} as shipped (not tuned).",
+           f"Tuning set: BART's weights chosen per cell on the mean PSNR over {srcs}; {main}: one setting for "
+           "every cell (seed mean).",
            "", f"| cell | BART tuned (λ_T, λ_W) | BART mean PSNR / SSIM | {main} mean PSNR / SSIM |", "|---|---|---|---|"]
     bart_p, bart_s, our_p, our_s = [], [], [], []
     for t in sorted((t for t in tuning if t["group"] == g), key=lambda t: (-t["snr"], -t["spokes"])):
@@ -113,11 +118,12 @@ def _test_section(test: list[dict], g: str | None, methods: list[str], ours: dic
         head += ["BART oracle (λ_T, λ_W)", "BART tuned (λ_T, λ_W)", f"{main} − oracle (dB / SSIM)",
                  f"{main} − tuned (dB / SSIM)", "goal (≥ oracle + 1 dB, SSIM ≥ oracle's)"]
     out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    full = {m: max(a.n for (_, mm), a in ours.items() if mm == m) for m in methods}
     met = wins = compared = 0
     spreads = []
     for c in test:
         cells = [f"{c['source']} {noise(c['snr'])}", str(c["spokes"])]
-        cells += [ours[c["case"], m].cell() if (c["case"], m) in ours else "–" for m in methods]
+        cells += [ours[c["case"], m].cell(full[m]) if (c["case"], m) in ours else "–" for m in methods]
         mine = ours.get((c["case"], main))
         if mine is not None and mine.n > 1:
             spreads.append((mine.hi - mine.lo, c["case"]))
@@ -144,7 +150,6 @@ def _test_section(test: list[dict], g: str | None, methods: list[str], ours: dic
                     f"{sum(1 for c in test if (g, c['case']) in tuned and (c['case'], main) in ours)}."]
     if spreads:
         worst = max(spreads)
-        n = ours[test[0]["case"], main].n if (test[0]["case"], main) in ours else "?"
-        out.append(f"{main} seed spread (max − min PSNR over {n} seeds): median {np.median([s for s, _ in spreads]):.2f}"
-                   f" dB, largest {worst[0]:.2f} dB ({worst[1]}).")
+        out.append(f"{main} seed spread (max − min PSNR over up to {full[main]} seeds): median "
+                   f"{np.median([s for s, _ in spreads]):.2f} dB, largest {worst[0]:.2f} dB ({worst[1]}).")
     return out
