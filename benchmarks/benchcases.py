@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,10 +54,22 @@ def case_frames(source: str, frames: int) -> int:
     return max(frames // 2, 8) if source == "phantom" else frames
 
 
-def make_cases(out: Path, snrs: list[float], matrix: int, frames: int, coils: int, sources: str = CV_SOURCES) -> None:
-    """Simulate every source × rate × SNR into ``out`` and list them in ``out/cases.json``."""
+def _simulate(args: list[str]) -> int:
+    return dainr_main(args)
+
+
+def _worker_threads(n: int) -> None:
+    import torch
+
+    torch.set_num_threads(n)
+
+
+def make_cases(out: Path, snrs: list[float], matrix: int, frames: int, coils: int, sources: str = CV_SOURCES,
+               jobs: int = 1) -> None:
+    """Simulate every source × rate × SNR into ``out`` (``jobs`` processes at a time) and list them in
+    ``out/cases.json``."""
     out.mkdir(parents=True, exist_ok=True)
-    cases = []
+    cases, calls = [], []
     for snr in snrs:
         for spokes in RATES:
             for source, seed, group in parse_sources(sources):
@@ -64,13 +77,22 @@ def make_cases(out: Path, snrs: list[float], matrix: int, frames: int, coils: in
                 f = case_frames(source, frames)
                 # The truth depends only on the source and seed: one file for all rates keeps the folder small.
                 raw, truth = out / f"{name}.h5", out / f"{source}_seed{seed}_f{f}_truth.npy"
-                rc = dainr_main(["simulate", "--source", source, "--matrix", str(matrix), "--frames", str(f),
-                                 "--coils", str(coils), "--spokes", str(spokes), "--snr", str(snr), "--seed",
-                                 str(seed), "-o", str(raw), "--truth", str(truth), "-q"])
-                if rc:
-                    raise SystemExit(rc)
+                first = all(c["truth"] != truth.name for c in cases)  # one writer per truth file
+                calls.append(["simulate", "--source", source, "--matrix", str(matrix), "--frames", str(f),
+                              "--coils", str(coils), "--spokes", str(spokes), "--snr", str(snr), "--seed",
+                              str(seed), "-o", str(raw), "-q", *(["--truth", str(truth)] if first else [])])
                 cases.append({"name": name, "source": source, "spokes": spokes, "snr": snr, "group": group,
                               "raw": raw.name, "truth": truth.name})
+    if jobs > 1:
+        from concurrent.futures import ProcessPoolExecutor
+
+        threads = max(1, (os.cpu_count() or 1) // jobs)
+        with ProcessPoolExecutor(jobs, initializer=_worker_threads, initargs=(threads,)) as pool:
+            codes = list(pool.map(_simulate, calls))
+    else:
+        codes = [_simulate(c) for c in calls]
+    if any(codes):
+        raise SystemExit(max(codes))
     (out / "cases.json").write_text(json.dumps(cases, indent=1))
 
 

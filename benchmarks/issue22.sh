@@ -19,6 +19,7 @@ SEEDS=${SEEDS:-0,1,2,3} METHODS=${METHODS:-dainr:fast} DEVICE=${DEVICE:-cuda}
 CASES=${CASES:-/tmp/cases22} OUT=${OUT:-benchmarks/out/issue22}
 FINGERPRINT=${FINGERPRINT:-benchmarks/cases22_kspace_fingerprint.json}
 BART_JSON=${BART_JSON:-benchmarks/bart22.json}
+JOBS=${JOBS:-8}                # simulations at a time
 DEADLINE_S=${DEADLINE_S:-500}  # no new fit after this many seconds of the script
 ONLY=${ONLY:-}                 # case-name patterns (fnmatch) to run; empty = all
 EXTRA=${EXTRA:-}               # more `quality.py run` options (the test's step cap)
@@ -43,7 +44,7 @@ gpu() {
     if [ "$DEVICE" = cuda ]; then nvidia-smi --query-gpu=name --format=csv,noheader; fi
     if [ ! -f "$CASES/cases.json" ]; then
         $PY benchmarks/quality.py cases --out "$CASES" --matrix "$MATRIX" --frames "$FRAMES" --coils "$COILS" \
-          --snr 100 --snr 33 >/dev/null
+          --snr 100 --snr 33 --jobs "$JOBS" >/dev/null
     fi
     echo "cases ready after ${SECONDS} s"
     $PY benchmarks/kspace_fingerprint.py "$CASES" --check "$FINGERPRINT" > "$OUT/kspace_fingerprint_device.json"

@@ -149,6 +149,7 @@ def main() -> int:
     c.add_argument("--frames", type=int, default=30, help="frames (the phantom gets half, at least 8)")
     c.add_argument("--coils", type=int, default=8)
     c.add_argument("--sources", default=CV_SOURCES, help=f"SOURCE:SEED:GROUP,... (default {CV_SOURCES})")
+    c.add_argument("--jobs", type=int, default=1, help="simulations run at a time (processes)")
     r = sub.add_parser("run")
     r.add_argument("--cases", type=Path, default=REPO / "benchmarks/out/cases22")
     r.add_argument("--methods", default="adjoint,cgsense,dainr:fast,dainr:paper")
@@ -173,7 +174,7 @@ def main() -> int:
     t.add_argument("--main", default="dainr:fast", help="the method compared with BART (default dainr:fast)")
     a = p.parse_args()
     if a.cmd == "cases":
-        make_cases(a.out, a.snr or [100.0], a.matrix, a.frames, a.coils, a.sources)
+        make_cases(a.out, a.snr or [100.0], a.matrix, a.frames, a.coils, a.sources, a.jobs)
     elif a.cmd == "run":
         def save(rows: list[dict]) -> None:
             write_json(a.json, document(rows))

@@ -18,7 +18,7 @@ import numpy as np
 import scipy.io
 
 from dainr.sources.radial_frame import (  # noqa: F401  (RADIAL_FILE, radial_cardiac_frame: the older import path)
-    RADIAL_COILS, RADIAL_FILE, check_coils, radial_cardiac_frame, radial_coil_maps)
+    RADIAL_COILS, RADIAL_FILE, radial_cardiac_frame, with_radial_maps)
 from dainr.sources.realdata import (RealCine, check_frames, crop_and_resize, data_file, grid_shape, moving_centre,
                                     periodic_resample, with_phase)
 
@@ -65,7 +65,4 @@ def acdc_cine(matrix: int | tuple[int, int], frames: int | None = None, coils: i
     ConfigError
         For a matrix below 8, ``frames < 1`` or a coil count outside 1..12.
     """
-    h, w = grid_shape(matrix)
-    check_coils(coils)
-    images = acdc_images((h, w), frames, seed, data_dir)
-    return RealCine(images=images, coil_maps=radial_coil_maps((h, w), coils, data_dir))
+    return with_radial_maps(acdc_images, matrix, frames, coils, seed, data_dir)

@@ -21,7 +21,7 @@ import numpy as np
 import scipy.io
 from scipy import ndimage
 
-from dainr.sources.radial_frame import RADIAL_COILS, check_coils, radial_coil_maps
+from dainr.sources.radial_frame import RADIAL_COILS, with_radial_maps
 from dainr.sources.realdata import RealCine, check_frames, crop_and_resize, data_file, grid_shape, with_phase
 
 CMRX_FILE = "CMRxRecon2024_demo_cine_sax.mat"
@@ -71,33 +71,7 @@ def cmrx_images(matrix: int | tuple[int, int], frames: int | None = None, seed: 
 
 def cmrx_cine(matrix: int | tuple[int, int], frames: int | None = None, coils: int = RADIAL_COILS, seed: int = 0,
               data_dir: Path | None = None) -> RealCine:
-    """Moving CMRxRecon ground truth for radial cine simulations.
-
-    Parameters
-    ----------
-    matrix:
-        Grid side N (N×N), or ``(H, W)``.
-    frames:
-        Frames over the synthetic heartbeat (default 30).
-    coils:
-        1..12 receive coils.
-    seed:
-        Seed of the smooth synthetic phase.
-    data_dir:
-        Folder holding the real data; default ``<repo root>/../shared/cardiac_data``.
-
-    Returns
-    -------
-    :class:`RealCine` with ``images (frames, H, W)`` and ``coil_maps (coils, H, W)``, complex64.
-
-    Raises
-    ------
-    InputError
-        When a data file is missing (``--source phantom`` needs no data).
-    ConfigError
-        For a matrix below 8, ``frames < 1`` or a coil count outside 1..12.
-    """
-    h, w = grid_shape(matrix)
-    check_coils(coils)
-    images = cmrx_images((h, w), frames, seed, data_dir)
-    return RealCine(images=images, coil_maps=radial_coil_maps((h, w), coils, data_dir, turns=CMRX_COIL_TURNS))
+    """Moving CMRxRecon ground truth: :func:`cmrx_images` (``frames`` None gives ``CMRX_FRAMES``) with the radial
+    frame's coil maps turned by ``CMRX_COIL_TURNS``. Arguments, result and errors as
+    :func:`dainr.sources.acdc.acdc_cine`."""
+    return with_radial_maps(cmrx_images, matrix, frames, coils, seed, data_dir, CMRX_COIL_TURNS)

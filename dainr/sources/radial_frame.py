@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import scipy.io
@@ -16,7 +17,7 @@ from dainr.data import CineData
 from dainr.errors import ConfigError
 from dainr.prep import compress, compression_matrix, estimate_coil_maps, time_averaged_coil_images
 from dainr.prep.coil_maps import default_lowres_cutoff
-from dainr.sources.realdata import DEFAULT_DATA_DIR, data_file, resize_complex
+from dainr.sources.realdata import DEFAULT_DATA_DIR, RealCine, data_file, grid_shape, resize_complex
 
 RADIAL_FILE = "gpuNUFFT_radial_cardiac_25_projections.mat"
 #: Coils of the real radial frame.
@@ -104,3 +105,13 @@ def radial_coil_maps(shape: tuple[int, int], coils: int = RADIAL_COILS, data_dir
     crop = maps[:, y0:y0 + h, x0:x0 + w]
     out = _normalise(np.stack([resize_complex(m, grid) for m in crop]))
     return np.ascontiguousarray(np.rot90(out, turns, axes=(1, 2))) if turns % 4 else out
+
+
+def with_radial_maps(images: Callable[..., np.ndarray], matrix: int | tuple[int, int], frames: int | None,
+                     coils: int, seed: int, data_dir: Path | None, turns: int = 0) -> RealCine:
+    """A source's :class:`RealCine`: ``images((H, W), frames, seed, data_dir)`` and the radial frame's coil maps
+    (:func:`radial_coil_maps`, turned by ``turns`` quarters) on the same grid; checks the matrix and coil count first."""
+    h, w = grid_shape(matrix)
+    check_coils(coils)
+    return RealCine(images=images((h, w), frames, seed, data_dir),
+                    coil_maps=radial_coil_maps((h, w), coils, data_dir, turns=turns))

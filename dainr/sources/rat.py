@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import scipy.io
 
-from dainr.sources.radial_frame import RADIAL_COILS, check_coils, radial_coil_maps
+from dainr.sources.radial_frame import RADIAL_COILS, with_radial_maps
 from dainr.sources.realdata import (RealCine, check_frames, crop_and_resize, data_file, grid_shape, moving_centre,
                                     periodic_resample, with_phase)
 
@@ -40,33 +40,7 @@ def rat_images(matrix: int | tuple[int, int], frames: int | None = None, seed: i
 
 def rat_cine(matrix: int | tuple[int, int], frames: int | None = None, coils: int = RADIAL_COILS, seed: int = 0,
              data_dir: Path | None = None) -> RealCine:
-    """Rat-heart ground truth for radial cine simulations.
-
-    Parameters
-    ----------
-    matrix:
-        Grid side N (N×N), or ``(H, W)``.
-    frames:
-        Frames over the heartbeat; None keeps the 8 of the data, others come from a periodic cubic spline in time.
-    coils:
-        1..12 receive coils.
-    seed:
-        Seed of the smooth synthetic phase.
-    data_dir:
-        Folder holding the real data; default ``<repo root>/../shared/cardiac_data``.
-
-    Returns
-    -------
-    :class:`RealCine` with ``images (frames, H, W)`` and ``coil_maps (coils, H, W)``, complex64.
-
-    Raises
-    ------
-    InputError
-        When a data file is missing (``--source phantom`` needs no data).
-    ConfigError
-        For a matrix below 8, ``frames < 1`` or a coil count outside 1..12.
-    """
-    h, w = grid_shape(matrix)
-    check_coils(coils)
-    images = rat_images((h, w), frames, seed, data_dir)
-    return RealCine(images=images, coil_maps=radial_coil_maps((h, w), coils, data_dir, turns=RAT_COIL_TURNS))
+    """Rat-heart ground truth: :func:`rat_images` (``frames`` None keeps the 8 of the data, others come from the
+    periodic cubic spline in time) with the radial frame's coil maps turned by ``RAT_COIL_TURNS``. Arguments, result
+    and errors as :func:`dainr.sources.acdc.acdc_cine`."""
+    return with_radial_maps(rat_images, matrix, frames, coils, seed, data_dir, RAT_COIL_TURNS)
