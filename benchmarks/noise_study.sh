@@ -12,7 +12,8 @@
 #
 # Variants are overrides of the `fast` preset as shipped; in `sweep`, `base` is `fast` as it was before issue 8. A
 # chosen variant goes into dainr/presets/fast.yaml by hand (`table` and `timing` run the presets as they are).
-# BART runs on a CPU machine on the same cases: `python benchmarks/quality.py bart --cases CASES --json bart.json`.
+# BART runs on a CPU machine on the same cases:
+# `python benchmarks/quality.py bart --cases CASES --tune-on tune --json bart.json`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
@@ -21,7 +22,8 @@ OUT=${OUT:-benchmarks/out}
 CASES=/tmp/cases
 nvidia-smi --query-gpu=name --format=csv,noheader
 if [ ! -f $CASES/cases.json ]; then
-  DAINR_DATA_DIR=benchmarks/out/data python benchmarks/quality.py cases --snr 100 --snr 33 --phantom --out $CASES >/dev/null
+  DAINR_DATA_DIR=benchmarks/out/data python benchmarks/quality.py cases --snr 100 --snr 33 \
+    --sources acdc:0:test,phantom:11:tune,phantom:0:test --out $CASES >/dev/null
 fi
 # The cases must be the ones BART ran on (made on a CPU, 2026-12-01): stop if any k-space differs beyond float rounding.
 python benchmarks/kspace_fingerprint.py $CASES --check benchmarks/cases_kspace_fingerprint.json > "$OUT/kspace_fingerprint_device.json"
@@ -64,12 +66,12 @@ tvsweep2() {  # around the shipped TV 0.4 / 0.1: the temporal / spatial balance 
 timing() {  # the shipped `fast` without the monitor (wall times; pixels must equal tvsweep's test rows), its step time
     # and memory, and the 300-step cap as the speed-bound alternative
     python benchmarks/speed.py --device cuda --variants fast-nondeterministic,fast --repeat --json "$OUT/speed.json"
-    python benchmarks/quality.py run --cases $CASES --methods dainr:fast --warmup --device cuda --json "$OUT/fast.json"
-    python benchmarks/quality.py run --cases $CASES --methods dainr:fast --set dainr.steps=300 --warmup --device cuda \
+    python benchmarks/quality.py run --cases $CASES --groups test --methods dainr:fast --warmup --device cuda --json "$OUT/fast.json"
+    python benchmarks/quality.py run --cases $CASES --groups test --methods dainr:fast --set dainr.steps=300 --warmup --device cuda \
       --json "$OUT/fast300.json"
 }
 table() {
-    timeout "${TABLE_S:-560}" python benchmarks/quality.py run --cases $CASES \
+    timeout "${TABLE_S:-560}" python benchmarks/quality.py run --cases $CASES --groups test \
       --methods dainr:fast,adjoint,cgsense,dainr:paper --monitor 100 --warmup --device cuda --json "$OUT/table.json" || true
     python benchmarks/quality.py table "$OUT/table.json"
 }

@@ -25,10 +25,20 @@ def normalise_frames(images: np.ndarray) -> np.ndarray:
     return mag / np.where(peak > 0, peak, 1.0)[:, None, None]
 
 
-def quality(recon: np.ndarray, truth: np.ndarray) -> Quality:
-    """PSNR/SSIM of ``recon`` against ``truth``, both ``(frames, H, W)``, averaged over frames (data_range 1)."""
+def quality(recon: np.ndarray, truth: np.ndarray, support: np.ndarray | None = None) -> Quality:
+    """PSNR/SSIM of ``recon`` against ``truth``, both ``(frames, H, W)``, averaged over frames (data_range 1).
+
+    ``support``: optional ``(H, W)`` mask that the reconstruction (never the truth) is multiplied by before it is
+    normalised and scored. To compare methods, score every one through the same mask (a benchmark passes the coil-map
+    support of the data, which DA-INR already applies to its own output): what differs is then the reconstruction,
+    not the scoring.
+    """
     if recon.shape != truth.shape:
         raise ValueError(f"reconstruction {recon.shape} and truth {truth.shape} differ in shape")
+    if support is not None:
+        if support.shape != recon.shape[1:]:
+            raise ValueError(f"support {support.shape} and frames {recon.shape[1:]} differ in shape")
+        recon = recon * support
     r, t = normalise_frames(recon), normalise_frames(truth)
     psnr = [float(peak_signal_noise_ratio(t[i], r[i], data_range=1.0)) for i in range(len(r))]
     ssim = [float(structural_similarity(t[i], r[i], data_range=1.0)) for i in range(len(r))]

@@ -1,4 +1,4 @@
-"""Simulated radial cine acquisitions from a ground-truth cine (built-in phantom or the ACDC-based source).
+"""Simulated radial cine acquisitions from a ground-truth cine (built-in phantom or a real-data source).
 
 Noise model: complex Gaussian with per-sample standard deviation ``σ = max|k| / snr`` (``E|n|² = σ²``, the maximum
 taken over the noiseless k-space of the whole series), correlated across coils by a fixed seeded covariance; the
@@ -17,7 +17,8 @@ from dainr.data import CineData, SliceGeometry
 from dainr.physics import MultiCoilNufft
 from dainr.physics.trajectory import TRAJECTORY_KINDS, angles_from_counter, readout_radii, trajectory_from_angles
 
-SOURCES = ("phantom", "acdc")
+#: ``phantom`` needs no data; the others are :data:`dainr.sources.REAL_SOURCES` (need ../shared/cardiac_data).
+SOURCES = ("phantom", "acdc", "rat", "cmrx")
 
 
 @dataclass
@@ -77,11 +78,11 @@ def _truth_and_maps(source: str, matrix: int, frames: int, coils: int, seed: int
 
         ph = cardiac_phantom(matrix=matrix, frames=frames, coils=coils, seed=seed)
         return ph.images, ph.coil_maps
-    if source == "acdc":
-        from dainr.sources.acdc import acdc_cine
+    if source in SOURCES:
+        from dainr.sources import REAL_SOURCES
 
-        ac = acdc_cine(matrix=matrix, frames=frames, coils=coils, seed=seed)
-        return ac.images, ac.coil_maps
+        real = REAL_SOURCES[source](matrix=matrix, frames=frames, coils=coils, seed=seed)
+        return real.images, real.coil_maps
     raise ValueError(f"unknown source {source!r}; choose one of {', '.join(SOURCES)}")
 
 
@@ -93,7 +94,7 @@ def simulate(source: str = "phantom", matrix: int = 128, frames: int = 20, coils
 
     Parameters
     ----------
-    source: ``phantom`` (built-in, no data needed) or ``acdc`` (needs ../shared/cardiac_data).
+    source: ``phantom`` (built-in, no data needed), or ``acdc``, ``rat``, ``cmrx`` (need ../shared/cardiac_data).
     matrix: image matrix M (M×M); frames, coils, spokes: cine frames, receive coils, spokes per frame.
     snr: max|k| over the noise standard deviation; ``0`` or ``inf`` = noiseless (and no noise scans).
     trajectory: ``goldenangle`` (global counter, θ_n = n·π/φ), ``uniform`` (θ = π·s/S per frame) or ``tddip``.

@@ -20,8 +20,9 @@ from dainr.simulate import SOURCES, simulate
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    p = sub.add_parser("simulate", description="Simulate an undersampled radial cine from the built-in phantom or the "
-                                   "ACDC-based source and write it as an ISMRMRD raw file.")
+    p = sub.add_parser("simulate", description="Simulate an undersampled radial cine from the built-in phantom or a "
+                                   "real-data source (acdc, rat, cmrx: ../shared/cardiac_data) and write it as an "
+                                   "ISMRMRD raw file.")
     p.add_argument("--source", choices=SOURCES, default="phantom", help="ground truth (default: phantom)")
     p.add_argument("--matrix", type=int, default=128, help="image matrix M (M×M, default 128)")
     p.add_argument("--frames", type=int, default=20, help="cine frames (default 20)")
@@ -40,7 +41,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                         "with no phase index (idx.phase = 0, header phase limit 0); reconstruct it with "
                         "dainr recon --spokes-per-frame <--spokes> (the truth stays (frames, H, W))")
     p.add_argument("--oversampling", type=int, default=2, help="readout oversampling (default 2)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (phantom shape, noise)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (phantom shape or real-data phase, noise)")
     p.add_argument("-o", "--output", required=True, type=Path, help="ISMRMRD raw file to write (.h5)")
     p.add_argument("--truth", type=Path, help="write the ground truth here (.npy, complex64: (frames, H, W) or "
                                               "(slices, frames, H, W))")

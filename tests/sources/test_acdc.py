@@ -1,24 +1,15 @@
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from dainr.errors import ConfigError, InputError
-from dainr.sources.acdc import ACDC_FILE, RADIAL_FILE, acdc_cine, radial_cardiac_frame
-
-#: ``<repo root>/../shared/cardiac_data``.
-SHARED_DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "cardiac_data"
-
-
-def _need(*names: str) -> None:
-    missing = [n for n in names if not (SHARED_DATA / n).is_file()]
-    if missing:
-        pytest.skip(f"real cardiac data {', '.join(missing)} not found in {SHARED_DATA.resolve()}")
+from dainr.sources.acdc import ACDC_FILE, acdc_cine
+from dainr.sources.radial_frame import RADIAL_FILE, radial_cardiac_frame
+from tests.sources.helpers import SHARED_DATA, need
 
 
 @pytest.fixture(scope="module")
 def cine64():
-    _need(ACDC_FILE, RADIAL_FILE)
+    need(ACDC_FILE, RADIAL_FILE)
     return acdc_cine(64, frames=12, coils=6, seed=3, data_dir=SHARED_DATA)
 
 
@@ -48,7 +39,7 @@ def test_determinism_and_seed(cine64):
 
 
 def test_native_frames_non_square_and_all_coils():
-    _need(ACDC_FILE, RADIAL_FILE)
+    need(ACDC_FILE, RADIAL_FILE)
     cine = acdc_cine((48, 80), frames=None, coils=12, seed=0, data_dir=SHARED_DATA)
     assert cine.images.shape == (30, 48, 80)
     assert cine.coil_maps.shape == (12, 48, 80)
@@ -69,7 +60,7 @@ def test_missing_data_names_file_place_and_alternative(tmp_path):
 
 def test_radial_frame_orientation_matches_the_readme_preview():
     """``traj = (imag k, real k)``: the gridded frame matches the preview image, its transpose does not."""
-    _need(RADIAL_FILE, "preview_gpuNUFFT_radial_cardiac_sos.png")
+    need(RADIAL_FILE, "preview_gpuNUFFT_radial_cardiac_sos.png")
     from skimage.io import imread
 
     from dainr.prep import time_averaged_coil_images
