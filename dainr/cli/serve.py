@@ -37,7 +37,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--grace", type=float, default=60.0,
                    help="on SIGTERM, seconds running jobs may take to finish before they are cancelled (default 60)")
     p.add_argument("--isolate", action="store_true",
-                   help="run the worker in a child process even with one device (always so with several)")
+                   help="run each device's worker in a child process (one slice per device at a time; default: threads, several slices per GPU)")
     p.add_argument("--log", type=Path, help="also write the log to this file")
     return p
 

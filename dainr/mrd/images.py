@@ -22,10 +22,11 @@ of the frame, in arrival order); without references the slice geometry is used.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Iterator, Sequence
 
 import h5py
 import ismrmrd
@@ -157,8 +158,29 @@ def write_images(path: str | os.PathLike, image_list: Sequence[ismrmrd.Image], g
     return path
 
 
-def _check_shapes(image_list: Sequence[ismrmrd.Image]) -> None:
+@contextlib.contextmanager
+def appending_images(path: str | os.PathLike, group: str = "dataset",
+                     header_xml: bytes | str | None = None) -> Iterator[Callable[[Sequence[ismrmrd.Image]], None]]:
+    """Write a new image file piece by piece, e.g. each slice's images while later slices are still reconstructed.
+
+    Yields ``add(images)``, which appends images to a temporary file next to ``path`` (same layout, header and
+    shape rule as :func:`write_images`, checked across all pieces). When the block ends without an error the file
+    replaces ``path`` atomically; on an error nothing is left behind.
+    """
     shapes: dict[int, tuple] = {}
+    with atomic_path(path) as tmp:
+        _append(tmp, [], group, header_xml)
+
+        def add(images: Sequence[ismrmrd.Image]) -> None:
+            _check_shapes(images, shapes)
+            _append(tmp, images, group, None)
+
+        yield add
+
+
+def _check_shapes(image_list: Sequence[ismrmrd.Image], shapes: dict[int, tuple] | None = None) -> None:
+    """Every image of a series has one shape (``shapes``: series -> shape already written, updated)."""
+    shapes = {} if shapes is None else shapes
     for img in image_list:
         series = int(img.image_series_index)
         if shapes.setdefault(series, img.data.shape) != img.data.shape:

@@ -1,12 +1,13 @@
-"""The server's reconstruction queue: one worker per device, one optimisation per device at a time.
+"""The server's reconstruction queue: ``per_device`` workers per device, each running one slice at a time.
 
-Slices from every connection wait in one FIFO queue. Each device has one worker that takes the next slice, runs
+Slices from every connection wait in one FIFO queue. Each worker takes the next slice, runs
 :func:`dainr.stream.reconstruct_slice` on its device (which holds the cross-process GPU lock of
-:mod:`dainr.stream.device_lock`) and resolves the slice's future. With one device the worker is a thread of the
-server; with several (or ``isolate=True``) each worker is a child process, because :func:`dainr.recon.reconstruct`
-seeds PyTorch's process-global random generators and two optimisations in one process would disturb each other's
-initialisation (the images would then differ from ``dainr recon``'s). A cancelled slice is dropped before it starts,
-or stopped at its next progress report.
+:mod:`dainr.stream.device_lock`, shared by the server's own slices) and resolves the slice's future. Workers are
+threads of the server: several slices, of one multi-slice stream or of concurrent streams, fit at once on each GPU
+(each on its own CUDA stream) and spread over the GPUs, each with the pixels it gets alone
+(:mod:`dainr.recon.concurrent`), as ``dainr recon --concurrent-slices`` does (:mod:`dainr.stream.exam`). With
+``isolate=True`` each device's worker is a child process instead (one slice per device at a time). A cancelled slice
+is dropped before it starts, or stopped at its next progress report.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 
 from dainr.errors import DainrError, error_line
 from dainr.stream.collector import SliceJob
+from dainr.stream.exam import MAX_DEFAULT_PER_GPU
 from dainr.stream.pipeline import SliceOutput, reconstruct_slice
 from dainr.stream.settings import ReconSettings
 
@@ -80,9 +82,9 @@ def _run(job: SliceJob, settings: ReconSettings, device: str, cancel: Any) -> Sl
 
 def _free_cache(device: str) -> None:
     if device.startswith("cuda"):
-        import torch
+        from dainr.recon.concurrent import empty_cache
 
-        torch.cuda.empty_cache()
+        empty_cache()
 
 
 def _process_main(conn: Any, device: str, cancel: Any) -> None:
@@ -203,23 +205,31 @@ class _Worker:
 
 
 class WorkerPool:
-    """One FIFO queue, one worker per device.
+    """One FIFO queue, ``per_device`` workers per device.
 
     Parameters
     ----------
     devices:
-        Device names, one worker each (``["cuda:0", "cuda:1"]``, ``["cpu"]``; a device may repeat).
+        Device names (``["cuda:0", "cuda:1"]``, ``["cpu"]``; a device may repeat).
     isolate:
-        Run workers in child processes even with a single device (always so with several).
+        Run each device's worker in a child process (then one slice per device at a time).
+    per_device:
+        Slices in flight per device (threads); default :data:`dainr.stream.exam.MAX_DEFAULT_PER_GPU` on a GPU, 1 on
+        the CPU. A slice that does not fit beside the others in flight runs with fewer frames per step (a warning).
     """
 
-    def __init__(self, devices: list[str], isolate: bool = False) -> None:
+    def __init__(self, devices: list[str], isolate: bool = False, per_device: int | None = None) -> None:
         if not devices:
             raise ValueError("at least one device")
+        if per_device is not None and per_device < 1:
+            raise ValueError(f"per_device must be >= 1, got {per_device}")
         self.devices = list(devices)
         self._queue: queue.Queue[QueuedSlice | None] = queue.Queue()
-        isolate = isolate or len(devices) > 1
-        self._workers = [_Worker(self, d, isolate) for d in devices]
+        counts = {d: 1 if isolate else per_device or (MAX_DEFAULT_PER_GPU if d.startswith("cuda") else 1)
+                  for d in devices}
+        # Interleaved over the devices, so the first slices spread over all of them.
+        self._workers = [_Worker(self, d, isolate) for k in range(max(counts.values())) for d in devices
+                         if k < counts[d]]
         for w in self._workers:
             w.start()
         self.closed = False
