@@ -78,14 +78,18 @@ def empty_cache() -> None:
 
 
 @contextlib.contextmanager
-def own_stream(device: torch.device) -> Iterator[None]:
-    """On a CUDA device: make ``device`` this thread's current device and run the block on a CUDA stream that belongs
-    to this thread (created on first use, reused by its later blocks so the caching allocator reuses its memory).
-    On the CPU: nothing."""
-    if device.type != "cuda":
+def own_stream(device: str) -> Iterator[None]:
+    """On a CUDA device (``cuda``, ``cuda:N``, or ``auto`` with a GPU): make it this thread's current device and run
+    the block on a CUDA stream that belongs to this thread (created on first use, reused by its later blocks so the
+    caching allocator reuses its memory). On the CPU: nothing."""
+    name = str(device)
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if not name.startswith("cuda"):
         yield
         return
-    index = device.index if device.index is not None else torch.cuda.current_device()
+    index = torch.device(name).index
+    index = torch.cuda.current_device() if index is None else index
     streams = getattr(_streams, "by_device", None)
     if streams is None:
         streams = _streams.by_device = {}

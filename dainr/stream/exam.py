@@ -187,8 +187,9 @@ def run_exam(jobs: Sequence[SliceJob], plan: ExamPlan, settings: ReconSettings,
                 futures[i].set_result(out)
 
     # Interleaved over devices, so the first slices spread over all of them.
-    threads = [threading.Thread(target=serve, args=(d,), name=f"dainr-slice-{k}-{d}", daemon=True)
-               for k in range(plan.per_device) for d in plan.devices]
+    slots = [d for _ in range(plan.per_device) for d in plan.devices]
+    threads = [threading.Thread(target=serve, args=(d,), name=f"dainr-exam-{k}-{d}", daemon=True)
+               for k, d in enumerate(slots)]
     for t in threads:
         t.start()
     try:

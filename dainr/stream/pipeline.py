@@ -92,10 +92,9 @@ def reconstruct_slice(job: SliceJob, settings: ReconSettings, progress: Progress
     """
     from dainr.recon import reconstruct
     from dainr.recon.concurrent import own_stream
-    from dainr.recon.device import resolve_device
 
     config = settings.config if device is None else dataclasses.replace(settings.config, device=device)
-    with gpu_lock(config.device) as waited, own_stream(resolve_device(config.device)):
+    with gpu_lock(config.device) as waited, own_stream(config.device):
         if waited > 1.0:
             log.info("slice %d: waited %.1f s for the GPU", job.cine.slice_index, waited)
         result = reconstruct(job.cine, config, progress=progress)
