@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import sys
 import traceback
@@ -36,6 +37,16 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``dainr`` console script; returns the exit status."""
+    try:
+        return _main(argv)
+    finally:
+        if argv is None:  # this process's own command, which ends now: see below
+            # The interpreter's shutdown would garbage-collect every object torch created (about 1 s); freezing
+            # them skips that. Only for a whole process: in-process callers (tests) keep collecting.
+            gc.freeze()
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = _parser().parse_args(argv)
     level = logging.DEBUG if args.debug else (logging.WARNING if args.quiet else logging.INFO)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
