@@ -8,6 +8,7 @@ commands that need them. Ctrl-C at any point after start-up is one line and exit
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib
 import logging
 import sys
@@ -52,6 +53,16 @@ def _command(argv: Sequence[str]) -> str | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``dainr`` console script; returns the exit status."""
+    try:
+        return _main(argv)
+    finally:
+        if argv is None:  # this process's own command, which ends now: see below
+            # The interpreter's shutdown would garbage-collect every object torch created (about 1 s); freezing
+            # them skips that. Only for a whole process: in-process callers (tests) keep collecting.
+            gc.freeze()
+
+
+def _main(argv: Sequence[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = _command(argv)
     try:

@@ -18,10 +18,11 @@ CPU_PRESET = "cpu"
 
 def default_preset(device: str) -> str:
     """The preset ``dainr recon`` uses when none is named: :data:`~dainr.config.DEFAULT_PRESET` (sized for a GPU)
-    when ``device`` (``auto``, ``cpu``, ``cuda``...) resolves to a CUDA GPU, else :data:`CPU_PRESET`."""
-    from dainr.recon.device import resolve_device
+    when ``device`` (``auto``, ``cpu``, ``cuda``..., or a list such as ``cuda:0,1``) resolves to CUDA GPUs, else
+    :data:`CPU_PRESET`."""
+    from dainr.recon.device import resolve_devices
 
-    return DEFAULT_PRESET if resolve_device(device).type == "cuda" else CPU_PRESET
+    return DEFAULT_PRESET if all(d.startswith("cuda") for d in resolve_devices(device)) else CPU_PRESET
 
 
 def add_config_arguments(p: argparse.ArgumentParser, default: str | None = DEFAULT_PRESET,

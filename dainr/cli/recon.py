@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import json
 import logging
 import sys
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +36,11 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--method", choices=METHODS, help="reconstruction method (default: the preset's, dainr)")
     add_config_arguments(p, default=None,
                          default_text=f"{DEFAULT_PRESET} with a CUDA GPU, {CPU_PRESET} without one")
-    p.add_argument("--device", help="cpu, cuda, cuda:N or auto (default: the preset's, auto)")
+    p.add_argument("--device", help="cpu, cuda (every GPU), cuda:N, a list (cuda:0,1) or auto (default: the "
+                                    "preset's, auto: every GPU, else the CPU); slices spread over the devices")
+    p.add_argument("--concurrent-slices", type=int, metavar="N",
+                   help="slices reconstructed at once on each device (default: as many as fit the GPU memory, at "
+                        "most 6; 1 on the CPU); each slice's images are those it gets alone")
     p.add_argument("--input-group", default="dataset", help="HDF5 group of the raw data (default dataset)")
     p.add_argument("--group", default="dataset",
                    help="HDF5 group for the output images; the file's other groups are kept (default dataset)")
@@ -81,16 +86,6 @@ def _load_truth(path: Path, n_slices: int, positions: list[int]) -> list[np.ndar
     return [truth[i] for i in positions]
 
 
-def _preflight(slices: list, cfg) -> list:
-    """Check every slice against the device's memory before any optimisation starts (INPUT_POLICY.md §9): the
-    config per slice, with fewer frames per step where needed; :class:`ResourceError` when one cannot fit."""
-    from dainr.recon.budget import fit_to_device
-    from dainr.recon.device import resolve_device
-
-    device = resolve_device(cfg.device)
-    return [fit_to_device(cine, cfg, device) for cine in slices]
-
-
 def _outputs(args: argparse.Namespace) -> list[Output]:
     outs = [Output(args.output, "-o", group=args.group)]
     if args.preview:
@@ -115,32 +110,61 @@ def _fit_summary(result) -> str:
     return text
 
 
-def _reconstruct(jobs: list, configs: list, settings, show: bool) -> list:
-    """Every slice through :func:`dainr.stream.reconstruct_slice`, one progress bar each; log lines are printed
-    above the bars (tqdm's logging redirection)."""
-    from tqdm import tqdm
+class _ExamBar:
+    """One progress bar for the whole exam: the steps of all its slices, updated from the slices' threads."""
+
+    def __init__(self, desc: str, configs: list, show: bool):
+        from tqdm import tqdm
+
+        self.lock = threading.Lock()
+        self.done = [0] * len(configs)
+        # Until a slice reports its own total (early stopping ends sooner): its config's steps or iterations.
+        self.totals = [c.dainr.steps if c.method == "dainr" else c.cgsense.iterations if c.method == "cgsense" else 1
+                       for c in configs]
+        self.bar = tqdm(total=sum(self.totals), desc=desc, unit="step", disable=not show, file=sys.stderr,
+                        leave=True, dynamic_ncols=True)
+
+    def update(self, i: int, step: int, total: int, message: str) -> None:
+        with self.lock:
+            self.done[i], self.totals[i] = step, max(total, 1)
+            self._draw(message)
+
+    def finish(self, i: int) -> None:
+        with self.lock:
+            self.done[i] = self.totals[i]
+            self._draw(None)
+
+    def _draw(self, message: str | None) -> None:
+        self.bar.total, self.bar.n = sum(self.totals), sum(self.done)
+        if message is not None:
+            self.bar.set_postfix_str(message, refresh=False)
+        self.bar.refresh()
+
+
+def _reconstruct(jobs: list, plan, settings, show: bool) -> list:
+    """Every slice through :func:`dainr.stream.exam.run_exam` (several at once per device as ``plan`` says, each
+    with the images it gets alone), one progress bar for the exam; log lines are printed above it (tqdm's logging
+    redirection). Each slice's summary line is printed as it completes."""
     from tqdm.contrib.logging import logging_redirect_tqdm
 
-    from dainr.stream import reconstruct_slice
+    from dainr.stream.exam import run_exam
 
+    desc = (f"slice {jobs[0].cine.slice_index} {plan.configs[0].method}" if len(jobs) == 1
+            else f"{len(jobs)} slices {plan.configs[0].method}")
     outs = []
-    with logging_redirect_tqdm():
-        for job, slice_cfg in zip(jobs, configs):
-            desc = f"slice {job.cine.slice_index} {slice_cfg.method}"
-            with tqdm(total=1, desc=desc, unit="step", disable=not show, file=sys.stderr, dynamic_ncols=True) as bar:
-                def progress(step: int, total: int, msg: str) -> None:
-                    bar.total, bar.n = total, step
-                    bar.set_postfix_str(msg, refresh=False)
-                    bar.refresh()
-
-                out = reconstruct_slice(job, dataclasses.replace(settings, config=slice_cfg), progress=progress)
-                bar.total = bar.n = max(out.result.iterations, 1)  # finished, also where it stopped early
-                bar.set_postfix_str(_fit_summary(out.result), refresh=False)
+    bar = _ExamBar(desc, list(plan.configs), show=show)
+    with logging_redirect_tqdm(), bar.bar, contextlib.closing(run_exam(jobs, plan, settings,
+                                                                       progress=bar.update)) as outputs:
+        for i, out in enumerate(outputs):
+            bar.finish(i)
+            if len(jobs) == 1:
+                bar.bar.set_postfix_str(_fit_summary(out.result), refresh=True)
             outs.append(out)
     return outs
 
 
 def run(args: argparse.Namespace) -> int:
+    t_run = time.perf_counter()
     from dainr import mrd
     from dainr.metrics import quality
     from dainr.mrd.atomic import atomic_path
@@ -151,7 +175,7 @@ def run(args: argparse.Namespace) -> int:
     overrides = list(args.overrides)
     if args.method:
         overrides.append(f"method={args.method}")
-    if args.device:
+    if args.device and "," not in args.device:  # a list of devices is the exam's, not one slice's config
         overrides.append(f"device={args.device}")
     if args.spokes_per_frame is not None:
         overrides.append(f"binning.spokes_per_frame={args.spokes_per_frame}")
@@ -184,11 +208,19 @@ def run(args: argparse.Namespace) -> int:
                 raise InputError(f"truth of slice {c.slice_index} has shape {t.shape}, the reconstruction "
                                  f"{(c.n_frames, *c.matrix)}")
 
-    configs = _preflight([j.cine for j in jobs], cfg)
+    from dainr.stream.exam import plan_exam
+
+    timings = {"imports_and_read": time.perf_counter() - t_run}
+    t_plan = time.perf_counter()
+    plan = plan_exam([j.cine for j in jobs], cfg, args.device, args.concurrent_slices)
+    configs = list(plan.configs)
+    timings["plan"] = time.perf_counter() - t_plan
     if args.preset is None and preset != DEFAULT_PRESET and cfg.method == "dainr":  # said once the work starts
         log.info("no CUDA GPU: using the preset %s (--preset %s runs the GPU preset on the CPU, far slower)",
                  preset, DEFAULT_PRESET)
-    outs = _reconstruct(jobs, configs, settings, show=not args.quiet)
+    t_slices = time.perf_counter()
+    outs = _reconstruct(jobs, plan, settings, show=not args.quiet)
+    timings["slices"] = time.perf_counter() - t_slices
 
     reports = []
     for i, (out, slice_cfg) in enumerate(zip(outs, configs)):
@@ -217,7 +249,9 @@ def run(args: argparse.Namespace) -> int:
                           row_names=[f"slice {o.job.cine.slice_index}" for o in outs] if len(outs) > 1 else None)
         if args.report:
             report = {"input": str(args.input), "output": str(args.output), "group": args.group, "preset": cfg.preset,
-                      "method": cfg.method, "config": cfg.to_dict(), "slices": reports}
+                      "method": cfg.method, "config": cfg.to_dict(), "slices": reports, "devices": list(plan.devices),
+                      "concurrent_slices": plan.per_device, "timings": {k: round(v, 3) for k, v in timings.items()}}
+            report["timings"]["run"] = round(time.perf_counter() - t_run, 3)
             if truths is not None:
                 report["psnr"] = round(float(np.mean([r["psnr"] for r in reports])), 3)
                 report["ssim"] = round(float(np.mean([r["ssim"] for r in reports])), 4)

@@ -234,8 +234,9 @@ def _copy_groups(src: Path, dst: Path, leave_out: str) -> None:
                 fin.copy(fin[name], fout, name=name)
 
 
-def _check_shapes(image_list: Sequence[ismrmrd.Image]) -> None:
-    shapes: dict[int, tuple] = {}
+def _check_shapes(image_list: Sequence[ismrmrd.Image], shapes: dict[int, tuple] | None = None) -> None:
+    """Every image of a series has one shape (``shapes``: series -> shape already written, updated)."""
+    shapes = {} if shapes is None else shapes
     for img in image_list:
         series = int(img.image_series_index)
         if shapes.setdefault(series, img.data.shape) != img.data.shape:

@@ -24,6 +24,7 @@ from dainr.config import Config
 from dainr.data import CineData
 from dainr.errors import ResourceError
 from dainr.model.features import FEATURE_CHANNELS
+from dainr.recon.concurrent import device_wide
 from dainr.recon.dainr_model import build_model
 
 log = logging.getLogger(__name__)
@@ -224,7 +225,7 @@ def device_free_bytes(device: torch.device) -> int | None:
     allocator holds unused (an earlier slice's) back to the driver; None for the CPU."""
     if device.type != "cuda":
         return None
-    with torch.cuda.device(device):
+    with device_wide, torch.cuda.device(device):  # never during another thread's CUDA-graph capture
         torch.cuda.empty_cache()
     free, _ = torch.cuda.mem_get_info(device)
     return int(free)

@@ -36,9 +36,10 @@ import torch
 from dainr.config import Config, DainrConfig
 from dainr.data import CineData
 from dainr.errors import ConfigError, ResourceError
-from dainr.model.features import MDSRFeatures, neighbour_features
+from dainr.model.features import FEATURE_CHANNELS, MDSRFeatures, neighbour_features
 from dainr.prep import PreparedCine
 from dainr.recon.baselines import adjoint_recon
+from dainr.recon.concurrent import device_wide, empty_cache, seeded
 from dainr.recon.dainr_model import FittedDainr, build_model
 from dainr.recon.dainr_step import DainrStep, StepGraph, build_optimizer, lr_factor
 from dainr.recon.dainr_terms import DataTerm, loss_terms
@@ -238,6 +239,10 @@ class FitResult:
         Whether the steps ran as a captured CUDA graph.
     oom_frames_per_step:
         Frames per step after an out-of-memory fallback; None when there was none.
+    setup_seconds:
+        Wall time of the set-up before the first step (operator, held-out spokes, features, model), s.
+    capture_seconds:
+        Wall time of the CUDA-graph capture with its warm-up steps (part of ``seconds``), s; 0 without a graph.
     """
 
     images: torch.Tensor
@@ -249,6 +254,8 @@ class FitResult:
     seconds: float
     cuda_graph: bool
     oom_frames_per_step: int | None = None
+    setup_seconds: float = 0.0
+    capture_seconds: float = 0.0
 
     @property
     def info(self) -> dict[str, Any]:
@@ -259,7 +266,9 @@ class FitResult:
             out["frames_per_step_after_oom"] = self.oom_frames_per_step
         if self.validation:
             out["validation"] = [[s, round(v, 6)] for s, v in self.validation]
+        out["setup_seconds"] = round(self.setup_seconds, 3)
         out["fit_seconds"] = round(self.seconds, 3)
+        out["capture_seconds"] = round(self.capture_seconds, 3)
         out["cuda_graph"] = self.cuda_graph
         if self.selected_step is not None:
             out["selected_step"] = self.selected_step
@@ -268,14 +277,13 @@ class FitResult:
 
 
 @torch.no_grad()
-def _neighbour_features(problem: SliceProblem, fit_mask: torch.Tensor, c: DainrConfig,
-                        train: np.ndarray, device: torch.device) -> torch.Tensor | None:
+def _neighbour_features(extractor: MDSRFeatures | None, problem: SliceProblem, fit_mask: torch.Tensor,
+                        c: DainrConfig, train: np.ndarray) -> torch.Tensor | None:
     """``(frames, C, h, w)`` MDSR features of every frame's training-frame neighbours, from the undersampled images
-    of the fitted spokes only; None when ``dainr.features.enabled`` is off."""
-    if not c.features.enabled:
+    of the fitted spokes only, on the extractor's device; None without an extractor (``dainr.features`` off)."""
+    if extractor is None:
         return None
     under = adjoint_recon(problem, weights=fit_mask).abs().float()
-    extractor = MDSRFeatures(seed=c.features.seed, weights=c.features.weights or None).to(device)
     return neighbour_features(extractor, under, distance=c.down_ratio, allowed=set(int(f) for f in train))
 
 
@@ -299,6 +307,7 @@ class DainrFit:
 
     def __init__(self, prepared: PreparedCine, config: Config, device: torch.device,
                  progress: Progress | None = None, monitor: Monitor | None = None, monitor_every: int = 0):
+        t0 = time.perf_counter()
         c = self.c = config.dainr
         self.device, self.progress, self.monitor, self.monitor_every = device, progress, monitor, monitor_every
         cine, maps = lowres_cine(prepared.cine, prepared.coil_maps, c.sr_ratio)
@@ -309,9 +318,12 @@ class DainrFit:
         fit_mask = problem.mask - val_mask  # the loss and the features never see held-out spokes
         train = training_frames(cine.n_frames, c.down_ratio)
 
-        torch.manual_seed(config.seed)
-        feats = _neighbour_features(problem, fit_mask, c, train, device)
-        model = build_model(c, 0 if feats is None else int(feats.shape[1])).to(device)
+        with seeded(config.seed):  # the random initialisation, never interleaved with another thread's
+            extractor = (MDSRFeatures(seed=c.features.seed, weights=c.features.weights or None)
+                         if c.features.enabled else None)
+            model = build_model(c, FEATURE_CHANNELS if c.features.enabled else 0)
+        feats = _neighbour_features(None if extractor is None else extractor.to(device), problem, fit_mask, c, train)
+        model = model.to(device)
         # tiny-cuda-nn's kernels record events on their own streams, which fails inside a CUDA-graph capture
         self.use_graph = c.cuda_graph and device.type == "cuda" and c.steps > 10 and c.grid.backend != "tcnn"
         opt = build_optimizer(model, c, device, fused=c.fused and device.type == "cuda", capturable=self.use_graph)
@@ -337,6 +349,8 @@ class DainrFit:
                           if c.validation_fraction > 0 else None)
         self.graph: StepGraph | None = None
         self.oom_frames_per_step: int | None = None
+        self.setup_seconds = time.perf_counter() - t0
+        self.capture_seconds = 0.0
 
     def output_weights(self) -> contextlib.AbstractContextManager:
         """Inside the block the model holds what would be output at this step: the averaged weights when
@@ -390,10 +404,12 @@ class DainrFit:
                          validation=[] if sel is None else list(sel.history),
                          selected_step=None if best is None else sel.best_step, fitted=self.fitted,
                          seconds=seconds, cuda_graph=self.graph is not None,
-                         oom_frames_per_step=self.oom_frames_per_step)
+                         oom_frames_per_step=self.oom_frames_per_step, setup_seconds=self.setup_seconds,
+                         capture_seconds=self.capture_seconds)
 
     def _capture(self) -> int:
         """Capture the step in a CUDA graph (or fall back to eager steps); returns the warm-up steps run."""
+        t0 = time.perf_counter()
         warm = [self.sampler.take(self.per_step) for _ in range(2)]
         try:
             self.graph = StepGraph(self.step, self.per_step, self.device, warmup=warm)
@@ -403,14 +419,16 @@ class DainrFit:
             log.warning("CUDA graph capture failed (%s); continuing without it", str(e).splitlines()[0])
             self.use_graph = False
             self.step.optimizer.zero_grad(set_to_none=True)
-            torch.cuda.synchronize(self.device)
+            with device_wide:
+                torch.cuda.synchronize(self.device)
+        self.capture_seconds = time.perf_counter() - t0
         return len(warm)
 
     def _fewer_frames_per_step(self) -> None:
         """After a CUDA out-of-memory error: halve the frames per step and run eagerly, or give up at one."""
         self.step.optimizer.zero_grad(set_to_none=True)
         self.graph, self.use_graph = None, False
-        torch.cuda.empty_cache()
+        empty_cache()
         if self.per_step == 1:
             raise ResourceError("GPU out of memory even at one frame per step; use a smaller matrix, "
                                 "dainr.sr_ratio=2, or another GPU") from None

@@ -15,6 +15,7 @@ import torch
 
 from dainr.config import DainrConfig
 from dainr.model.networks import DAINR
+from dainr.recon.concurrent import device_wide
 from dainr.recon.dainr_model import FittedDainr
 from dainr.recon.dainr_terms import LossTerm
 
@@ -107,6 +108,10 @@ class StepGraph:
     indices live in a static device tensor that is refilled before each replay. The warm-up steps that CUDA graphs
     need (on a side stream) are real optimisation steps on real frames. The optimiser must have been built with
     ``capturable=True``.
+
+    Several threads may fit at once: each captures on its own side stream in ``thread_local`` mode, so the other
+    threads' steps and allocations go on meanwhile, one capture at a time in the process
+    (:data:`dainr.recon.concurrent.device_wide`).
     """
 
     def __init__(self, step: DainrStep, batch: int, device: torch.device, warmup: list[list[int]]):
@@ -124,7 +129,7 @@ class StepGraph:
         self.warmup_steps = len(warmup)
         self.graph = torch.cuda.CUDAGraph()
         opt.zero_grad(set_to_none=True)
-        with torch.cuda.graph(self.graph):
+        with device_wide, torch.cuda.graph(self.graph, stream=side, capture_error_mode="thread_local"):
             self.loss = step.loss(self.idx)
             self.loss.backward()
             opt.step()

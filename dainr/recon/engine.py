@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import time
@@ -16,6 +15,7 @@ from dainr.data import CineData, ReconResult
 from dainr.prep import prepare
 from dainr.recon.baselines import adjoint_recon, cgsense_recon
 from dainr.recon.budget import fit_to_device
+from dainr.recon.concurrent import deterministic
 from dainr.recon.dainr_fit import fit_dainr, training_frames
 from dainr.recon.device import resolve_device
 from dainr.recon.operators import build_problem
@@ -24,16 +24,6 @@ log = logging.getLogger(__name__)
 # cuBLAS needs this before CUDA starts to be deterministic (ignored on CPU).
 os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 
-
-@contextlib.contextmanager
-def _determinism(on: bool):
-    """PyTorch's deterministic algorithms for the duration of one reconstruction (the global setting is restored)."""
-    before, warn = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
-    torch.use_deterministic_algorithms(on, warn_only=True)
-    try:
-        yield
-    finally:
-        torch.use_deterministic_algorithms(before, warn_only=warn)
 
 #: progress(step, total, message) callback type; front ends draw bars with it.
 Progress = Callable[[int, int, str], None]
@@ -65,8 +55,11 @@ def reconstruct(cine: CineData, config: Config, progress: Progress | None = None
     -------
     :class:`~dainr.data.ReconResult` with ``images`` ``(frames, H, W)`` complex64 in the intensity units of the
     prewhitened (and coil-compressed) data.
+
+    Several threads may reconstruct at once (:mod:`dainr.recon.concurrent`); each slice's images are those it gets
+    alone.
     """
-    with _determinism(config.deterministic):
+    with deterministic(config.deterministic):
         return _reconstruct(cine, config, progress, monitor, monitor_every, keep_model)
 
 
@@ -75,13 +68,13 @@ def _reconstruct(cine: CineData, config: Config, progress: Progress | None,
                  keep_model: bool) -> ReconResult:
     t0 = time.perf_counter()
     device = resolve_device(config.device)
-    torch.manual_seed(config.seed)
     # Temporal interpolation: the held-out frames' data inform nothing, the preparation included.
     seen = (training_frames(cine.n_frames, config.dainr.down_ratio)
             if config.method == "dainr" and config.dainr.down_ratio > 1 else None)
     prepared = prepare(cine, prewhiten=config.prep.prewhiten, n_virtual=config.prep.virtual_coils or None,
                        coil_maps_method=config.prep.coil_maps, frames=seen)
-    info: dict = {"device": str(device), "coils": int(prepared.cine.n_coils), "scale": float(prepared.scale)}
+    info: dict = {"device": str(device), "coils": int(prepared.cine.n_coils), "scale": float(prepared.scale),
+                  "prep_seconds": round(time.perf_counter() - t0, 3)}
     fit = None
     if config.method == "dainr":
         config = fit_to_device(prepared.cine, config, device)  # fewer frames per step, or refuse, before fitting

@@ -121,6 +121,9 @@ def reconstruct_slice(job: SliceJob, settings: ReconSettings, progress: Progress
     The engine runs holding the device's GPU lock (:func:`dainr.stream.device_lock.gpu_lock`; none on a CPU), so
     reconstructions of several processes on one GPU queue instead of competing for its memory. On a CPU the slice's
     estimated memory is checked first (:func:`check_host_memory`).
+    Slices of one process share the lock. Several threads may call this at once (:mod:`dainr.stream.exam`, the server's workers): on a GPU each
+    thread's slices run on a CUDA stream of that thread (:func:`dainr.recon.concurrent.own_stream`), so they share
+    the GPU, and each slice's pixels are those it gets alone.
 
     Parameters
     ----------
@@ -135,16 +138,19 @@ def reconstruct_slice(job: SliceJob, settings: ReconSettings, progress: Progress
 
     Returns
     -------
-    :class:`SliceOutput` with one image per frame, ``image_index`` from ``job.image_index_start``.
+    :class:`SliceOutput` with one image per frame, ``image_index`` from ``job.image_index_start``; the seconds
+    spent waiting for the GPU lock are ``result.info["wait_seconds"]``.
     """
     from dainr.recon import reconstruct
+    from dainr.recon.concurrent import own_stream
 
     config = settings.config if device is None else dataclasses.replace(settings.config, device=device)
     check_host_memory(job, config)
-    with gpu_lock(config.device) as waited:
+    with gpu_lock(config.device) as waited, own_stream(config.device):
         if waited > 1.0:
             log.info("slice %d: waited %.1f s for the GPU", job.cine.slice_index, waited)
         result = reconstruct(job.cine, config, progress=progress)
+    result.info["wait_seconds"] = round(waited, 3)
     images = to_images(job.cine, result.images, series_index=settings.series_index,
                        complex_output=settings.complex_output, image_index_start=job.image_index_start,
                        method=result.method)

@@ -112,7 +112,10 @@ def test_recon_without_preset_takes_the_cpu_preset_without_a_gpu(raw_file, tmp_p
     assert main(["recon", str(raw), "-o", str(tmp_path / "b.h5"), "--preset", DEFAULT_PRESET, "-q"]) == 0
     assert seen[-1] == DEFAULT_PRESET
     # Where a GPU is found the default preset stays (the device check is all that differs).
-    monkeypatch.setattr(device_mod, "resolve_device", lambda name: torch.device("cuda"))
-    monkeypatch.setattr("dainr.cli.recon._preflight", lambda slices, cfg: [cfg] * len(slices))
+    from dainr.stream import exam
+
+    monkeypatch.setattr(device_mod, "resolve_devices", lambda spec: ["cuda:0"])
+    monkeypatch.setattr(exam, "plan_exam", lambda cines, cfg, devices=None, per_device=None: exam.ExamPlan(
+        devices=("cpu",), per_device=1, configs=tuple([cfg] * len(cines))))
     assert main(["recon", str(raw), "-o", str(tmp_path / "c.h5"), "-q"]) == 0
     assert seen[-1] == DEFAULT_PRESET

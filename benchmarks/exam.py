@@ -1,0 +1,217 @@
+"""A whole cine exam through ``dainr recon``, end to end, as a user runs it (issue 16 goals 1-2, issue 21).
+
+    python benchmarks/exam.py --out /tmp/exam [--device auto] [--concurrency 1,default,2,4,8,12]
+
+In one process (each measured run a ``dainr`` subprocess, timed from its start to its exit):
+
+1. ``dainr simulate --slices 12`` (128², 30 frames, 8 coils, 13 spokes: the issue's exam) with its truth;
+2. the start-up a ``dainr recon`` pays before any work: the imports of its run (``python -c``), and CUDA
+   initialisation (``torch.cuda.init()`` plus a first allocation), each a separate process;
+3. a warm-up ``dainr recon --slice 0`` (not counted: it warms the file caches of the libraries);
+4. ``dainr recon`` of the whole exam once per ``--concurrency`` entry: ``1`` is the one-at-a-time baseline,
+   ``default`` lets the memory plan choose (``--concurrent-slices`` not given), a number is passed as
+   ``--concurrent-slices N``; wall time from process start to exit, the report's timings, per-slice seconds and PSNR
+   (from the written images against the truth, outside the timed run);
+5. ``dainr recon --slice 0``: one slice end to end, with the accounting of its seconds (start-up and exit, imports,
+   reading, memory plan with CUDA start, preparation, set-up, graph capture, fit, writing);
+6. every slice's pixels compared across all runs (they must be identical).
+
+Writes ``exam.json`` in ``--out`` and prints a summary. ``--matrix/--frames/--coils/--spokes/--slices/--preset`` and
+``--set`` shrink it for a CPU check (``--device cpu --preset cpu-test --matrix 32 ...``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from dainr.metrics import quality  # noqa: E402
+from dainr.mrd import read_images  # noqa: E402
+
+#: What ``dainr recon`` imports before it reconstructs (its CLI, the reader, the engine, torch).
+RECON_IMPORTS = ("import torch, ismrmrd, tqdm, dainr.cli, dainr.cli.recon, dainr.mrd, dainr.stream, "
+                 "dainr.stream.exam, dainr.recon, dainr.recon.dainr_fit")
+
+
+def dainr(*args: str) -> list[str]:
+    return [sys.executable, "-m", "dainr", *args]
+
+
+def timed_tail(cmd: list[str], log: Path) -> tuple[float, float]:
+    """Run ``cmd`` (output to ``log``); its wall time from start to exit, and the time from its last line of output
+    to its exit (the interpreter's shutdown, CUDA's teardown included), s. A failure stops the benchmark."""
+    t0 = time.perf_counter()
+    last = t0
+    with open(log, "w") as fh:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=REPO, text=True,
+                                env=dict(os.environ, PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1"))
+        for line in proc.stdout:
+            last = time.perf_counter()
+            fh.write(line)
+        rc = proc.wait()
+    end = time.perf_counter()
+    if rc != 0:
+        sys.exit(f"{' '.join(cmd)} failed (exit {rc}); its output:\n{log.read_text()[-3000:]}")
+    return end - t0, end - last
+
+
+def timed(cmd: list[str], log: Path) -> float:
+    return timed_tail(cmd, log)[0]
+
+
+def python_seconds(code: str, log: Path) -> float:
+    return timed([sys.executable, "-c", code], log)
+
+
+def slice_images(path: Path) -> dict[int, np.ndarray]:
+    """``{slice: (frames, H, W) magnitudes}`` of an output file."""
+    out: dict[int, list] = {}
+    for im in read_images(path)[1]:
+        out.setdefault(int(im.slice), []).append(im.data[0, 0])
+    return {s: np.stack(v) for s, v in out.items()}
+
+
+def heaviest_imports(log: Path, n: int = 12) -> list[tuple[str, float]]:
+    """The ``n`` imports (of the command and of their first level) with the largest cumulative time in a
+    ``-X importtime`` log, s."""
+    rows = []
+    for line in log.read_text().splitlines():
+        if not line.startswith("import time:") or "cumulative" in line:
+            continue
+        _, cumulative, name = (part.strip() for part in line[len("import time:"):].split("|"))
+        depth = (len(name) - len(name.lstrip())) // 2
+        if depth <= 1:
+            rows.append((name.strip(), int(cumulative) / 1e6))
+    return sorted(rows, key=lambda r: -r[1])[:n]
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", type=Path, required=True, help="working folder (raw data, images, reports, exam.json)")
+    p.add_argument("--device", default="auto", help="dainr recon --device (auto = every GPU; cuda:0,1 = a list)")
+    p.add_argument("--concurrency", default="1,default,2,4,8,12",
+                   help="whole-exam runs: 1 (one at a time), default (the memory plan's), or N")
+    p.add_argument("--preset", default="fast")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--matrix", type=int, default=128)
+    p.add_argument("--frames", type=int, default=30)
+    p.add_argument("--coils", type=int, default=8)
+    p.add_argument("--spokes", type=int, default=13)
+    p.add_argument("--slices", type=int, default=12)
+    a = p.parse_args()
+    out = a.out
+    out.mkdir(parents=True, exist_ok=True)
+    raw, truth_file = out / "raw.h5", out / "truth.npy"
+    common = ["--preset", a.preset, "--device", a.device, "-q", *[f"--set={o}" for o in a.overrides]]
+    result: dict = {"command": " ".join(sys.argv), "case": {k: getattr(a, k) for k in
+                                                            ("matrix", "frames", "coils", "spokes", "slices")},
+                    "preset": a.preset, "device": a.device, "overrides": a.overrides}
+
+    import torch
+
+    result["machine"] = (torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu") + \
+        f", torch {torch.__version__}, {os.cpu_count()} CPUs"
+    result["simulate_seconds"] = timed(dainr("simulate", "--matrix", str(a.matrix), "--frames", str(a.frames),
+                                             "--coils", str(a.coils), "--spokes", str(a.spokes), "--slices",
+                                             str(a.slices), "--seed", "0", "-o", str(raw), "--truth",
+                                             str(truth_file), "-q"), out / "simulate.log")
+    truth = np.load(truth_file)
+    truth = truth[None] if truth.ndim == 3 else truth
+
+    # Start-up, each in a fresh process: the interpreter alone, the run's imports, CUDA initialisation.
+    startup = {"python": python_seconds("pass", out / "python.log"),
+               "imports": python_seconds(RECON_IMPORTS, out / "imports.log")}
+    if torch.cuda.is_available():
+        startup["imports_and_cuda_init"] = python_seconds(
+            "import torch; torch.cuda.init(); torch.zeros(1, device='cuda'); torch.cuda.synchronize()",
+            out / "cuda.log")
+    with open(out / "importtime.log", "w") as fh:
+        subprocess.run([sys.executable, "-X", "importtime", "-c", RECON_IMPORTS], cwd=REPO, stderr=fh,
+                       env=dict(os.environ, PYTHONPATH=str(REPO)))
+    startup["heaviest_imports"] = heaviest_imports(out / "importtime.log")
+    result["startup"] = startup
+
+    result["warmup_seconds"] = timed(dainr("recon", str(raw), "-o", str(out / "warmup.h5"), "--slice", "0",
+                                           *common, "--set", "dainr.steps=20"), out / "warmup.log")
+
+    runs, images = {}, {}
+
+    def recon(name: str, *extra: str) -> dict:
+        report = out / f"{name}.json"
+        wall, tail = timed_tail(dainr("recon", str(raw), "-o", str(out / f"{name}.h5"), "--report", str(report),
+                                      *common, *extra), out / f"{name}.log")
+        rep = json.loads(report.read_text())
+        images[name] = slice_images(out / f"{name}.h5")
+        slices = []
+        for s in rep["slices"]:
+            q = quality(images[name][s["slice"]], truth[s["slice"]])
+            slices.append({k: s.get(k) for k in ("slice", "seconds", "prep_seconds", "setup_seconds", "fit_seconds",
+                                                 "capture_seconds", "wait_seconds", "iterations", "cuda_graph",
+                                                 "device")} | {"psnr": round(q.psnr, 3)})
+        run = {"wall_seconds": round(wall, 3), "concurrent_slices": rep["concurrent_slices"],
+               "devices": rep["devices"], "timings": rep["timings"],
+               "outside_run_seconds": round(wall - rep["timings"]["run"], 3), "exit_seconds": round(tail, 3),
+               "slice_seconds_sum": round(sum(s["seconds"] for s in slices), 3),
+               "mean_psnr": round(float(np.mean([s["psnr"] for s in slices])), 3), "slices": slices}
+        print(f"{name:>14}: {wall:6.2f} s wall, {run['concurrent_slices']} at once on {', '.join(run['devices'])}; "
+              f"slices {rep['timings']['slices']:.2f} s (sum of slice seconds {run['slice_seconds_sum']:.2f}), "
+              f"mean PSNR {run['mean_psnr']:.2f} dB", flush=True)
+        return run
+
+    for c in a.concurrency.split(","):
+        name = "exam-default" if c == "default" else f"exam-c{int(c)}"
+        runs[name] = recon(name, *([] if c == "default" else ["--concurrent-slices", c]))
+    one = runs["one-slice"] = recon("one-slice", "--slice", "0")
+    s = one["slices"][0]
+    one["accounting"] = {
+        "before run() (interpreter, imports of the CLI)": round(one["outside_run_seconds"] - one["exit_seconds"], 3),
+        "exit after the last line (interpreter shutdown, CUDA teardown)": one["exit_seconds"],
+        **{f"run: {k}": v for k, v in one["timings"].items() if k != "run"},
+        "slice: preparation": s["prep_seconds"], "slice: set-up (operator, features, model)": s["setup_seconds"],
+        "slice: graph capture (with 2 warm-up steps)": s["capture_seconds"],
+        "slice: fit (steps, validation, final render; capture included)": s["fit_seconds"],
+        "slice: reconstruct() total": s["seconds"],
+        "wall - reconstruct()": round(one["wall_seconds"] - s["seconds"], 3)}
+    result["runs"] = runs
+
+    # The same pixels in every run, slice by slice.
+    ref_name = next(iter(images))
+    identical = {}
+    for name, imgs in images.items():
+        identical[name] = all(np.array_equal(imgs[k], images[ref_name][k]) for k in imgs)
+    result["identical_to_" + ref_name] = identical
+    base = runs.get("exam-c1")
+    if base is not None:
+        result["speedup_vs_one_at_a_time"] = {n: round(base["wall_seconds"] / r["wall_seconds"], 2)
+                                              for n, r in runs.items() if n.startswith("exam-")}
+        result["psnr_delta_vs_alone_db"] = {
+            n: round(max(abs(x["psnr"] - y["psnr"]) for x, y in zip(r["slices"], base["slices"])), 3)
+            for n, r in runs.items() if n.startswith("exam-")}
+    (out / "exam.json").write_text(json.dumps(result, indent=2))
+
+    print(f"\nstart-up: python {startup['python']:.2f} s, imports {startup['imports']:.2f} s"
+          + (f", imports + CUDA init {startup['imports_and_cuda_init']:.2f} s" if "imports_and_cuda_init" in startup
+             else ""))
+    print("heaviest imports: " + ", ".join(f"{n} {t:.2f} s" for n, t in startup["heaviest_imports"][:8]))
+    print("one slice, end to end:")
+    for k, v in one["accounting"].items():
+        print(f"  {k}: {v:.3f} s")
+    print(f"identical pixels to {ref_name}: {identical}")
+    if base is not None:
+        print(f"speed-up vs one at a time: {result['speedup_vs_one_at_a_time']}")
+    print(f"wrote {out / 'exam.json'}")
+    return 0 if all(identical.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
