@@ -33,6 +33,8 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
+# The checkout first, then whatever the caller had (e.g. packages installed into a --target folder).
+PYTHONPATH = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
 sys.path.insert(0, str(REPO))
 
 from dainr.metrics import quality  # noqa: E402
@@ -54,7 +56,7 @@ def timed_tail(cmd: list[str], log: Path) -> tuple[float, float]:
     last = t0
     with open(log, "w") as fh:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=REPO, text=True,
-                                env=dict(os.environ, PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1"))
+                                env=dict(os.environ, PYTHONPATH=PYTHONPATH, PYTHONUNBUFFERED="1"))
         for line in proc.stdout:
             last = time.perf_counter()
             fh.write(line)
@@ -137,7 +139,7 @@ def main() -> int:
             out / "cuda.log")
     with open(out / "importtime.log", "w") as fh:
         subprocess.run([sys.executable, "-X", "importtime", "-c", RECON_IMPORTS], cwd=REPO, stderr=fh,
-                       env=dict(os.environ, PYTHONPATH=str(REPO)))
+                       env=dict(os.environ, PYTHONPATH=PYTHONPATH))
     startup["heaviest_imports"] = heaviest_imports(out / "importtime.log")
     result["startup"] = startup
 
