@@ -39,7 +39,7 @@ from dainr.errors import ConfigError, ResourceError
 from dainr.model.features import MDSRFeatures, neighbour_features
 from dainr.prep import PreparedCine
 from dainr.recon.baselines import adjoint_recon
-from dainr.recon.dainr_model import FittedDainr, build_model
+from dainr.recon.dainr_model import FittedDainr, build_model, load_weights
 from dainr.recon.dainr_step import DainrStep, StepGraph, build_optimizer, lr_factor
 from dainr.recon.dainr_terms import DataTerm, loss_terms
 from dainr.recon.operators import SliceProblem, build_problem
@@ -295,10 +295,14 @@ class DainrFit:
     monitor, monitor_every:
         ``monitor(step, images)`` receives the rendered cine (output weights, prepared units) every
         ``monitor_every`` steps: a diagnostic for benchmarks that never influences the optimisation or the output.
+    init_state:
+        Start from these network weights (a ``state_dict`` of a model of the same settings: warm start) instead of
+        the seeded initialisation.
     """
 
     def __init__(self, prepared: PreparedCine, config: Config, device: torch.device,
-                 progress: Progress | None = None, monitor: Monitor | None = None, monitor_every: int = 0):
+                 progress: Progress | None = None, monitor: Monitor | None = None, monitor_every: int = 0,
+                 init_state: dict[str, torch.Tensor] | None = None):
         c = self.c = config.dainr
         self.device, self.progress, self.monitor, self.monitor_every = device, progress, monitor, monitor_every
         cine, maps = lowres_cine(prepared.cine, prepared.coil_maps, c.sr_ratio)
@@ -312,6 +316,8 @@ class DainrFit:
         torch.manual_seed(config.seed)
         feats = _neighbour_features(problem, fit_mask, c, train, device)
         model = build_model(c, 0 if feats is None else int(feats.shape[1])).to(device)
+        if init_state is not None:
+            load_weights(model, init_state, "the warm start's weights")
         self.use_graph = c.cuda_graph and device.type == "cuda" and c.steps > 10
         opt = build_optimizer(model, c, device, fused=c.fused and device.type == "cuda", capturable=self.use_graph)
         self.ema = AveragedWeights(model, c.ema) if c.ema > 0 else None
@@ -418,6 +424,7 @@ class DainrFit:
 
 
 def fit_dainr(prepared: PreparedCine, config: Config, device: torch.device, progress: Progress | None = None,
-              monitor: Monitor | None = None, monitor_every: int = 0) -> FitResult:
+              monitor: Monitor | None = None, monitor_every: int = 0,
+              init_state: dict[str, torch.Tensor] | None = None) -> FitResult:
     """Fit DA-INR to one prepared slice and render every frame at the full matrix (see :class:`DainrFit`)."""
-    return DainrFit(prepared, config, device, progress, monitor, monitor_every).run()
+    return DainrFit(prepared, config, device, progress, monitor, monitor_every, init_state).run()
