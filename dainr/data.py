@@ -88,6 +88,15 @@ class CineData:
         if self.spoke_mask is not None and self.spoke_mask.shape != (f, s):
             raise ValueError(f"spoke_mask shape {self.spoke_mask.shape} != {(f, s)}")
 
+    @classmethod
+    def headers_only(cls, n_frames: int, matrix: tuple[int, int], slice_index: int = 0,
+                     geometry: SliceGeometry | None = None, frame_refs: list[Any] | None = None) -> CineData:
+        """A slice without samples (no coils, spokes or samples): what building its images needs, e.g. to render a
+        saved model (:mod:`dainr.recon.model_file`)."""
+        return cls(kspace=np.zeros((n_frames, 0, 0, 0), np.complex64), traj=np.zeros((n_frames, 0, 0, 2), np.float32),
+                   matrix=(int(matrix[0]), int(matrix[1])), slice_index=int(slice_index),
+                   geometry=geometry if geometry is not None else SliceGeometry(), frame_refs=frame_refs)
+
     @property
     def n_frames(self) -> int:
         return self.kspace.shape[0]

@@ -1,4 +1,4 @@
-"""The ``dainr`` command line: ``simulate``, ``recon``, the server front ends and ``config show``."""
+"""The ``dainr`` command line: ``simulate``, ``recon``, ``render``, the server front ends and ``config show``."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Sequence
 from dainr import __version__
 from dainr.errors import DainrError, error_line
 
-_COMMANDS = ("simulate", "recon", "serve", "replay", "config")
+_COMMANDS = ("simulate", "recon", "render", "serve", "replay", "config")
 
 
 def _parser() -> argparse.ArgumentParser:

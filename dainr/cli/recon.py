@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from dainr.cli.config import add_config_arguments
+from dainr.cli.render import add_render_arguments, render_request, written
 from dainr.config import METHODS, load_config
 from dainr.errors import ConfigError, InputError
 
@@ -41,6 +42,11 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--truth", type=Path, help="ground truth .npy ((frames,H,W) or (slices,frames,H,W)) for metrics")
     p.add_argument("--preview", type=Path, help="write a quick-look animated .gif (or .png)")
     p.add_argument("--report", type=Path, help="write a JSON report (per slice: method, seconds, metrics)")
+    add_render_arguments(p)
+    p.add_argument("--save-model", type=Path, metavar="FILE",
+                   help="DA-INR: save the fitted models of all slices to FILE (render again with dainr render)")
+    p.add_argument("--warm-start", action="store_true",
+                   help="DA-INR: start each slice's networks from the previous slice's fit (slices in order)")
     return p
 
 
@@ -77,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
     from dainr import mrd
     from dainr.metrics import quality
     from dainr.preview import write_preview
+    from dainr.recon.model_file import FittedStack
     from dainr.stream import ReconSettings, reconstruct_slice, slice_jobs
 
     overrides = list(args.overrides)
@@ -89,9 +96,16 @@ def run(args: argparse.Namespace) -> int:
     if args.frame_stride is not None:
         overrides.append(f"binning.stride={args.frame_stride}")
     cfg = load_config(args.preset, args.config, overrides)
-    settings = ReconSettings(config=cfg, series_index=args.series, complex_output=args.complex)
+    settings = ReconSettings(config=cfg, series_index=args.series, complex_output=args.complex,
+                             render=render_request(args))
     if args.output.resolve() == args.input.resolve():
         raise ConfigError("the output file must differ from the input raw file")
+    if args.save_model is not None and args.save_model.resolve() in (args.input.resolve(), args.output.resolve()):
+        raise ConfigError("--save-model must name a file other than the input and the output")
+    if args.truth and (settings.render.frames or settings.render.matrix):
+        raise ConfigError("--truth compares the acquired frames and matrix; drop --render-frames/--render-matrix "
+                          "(render them afterwards from --save-model with dainr render)")
+    models = FittedStack(save=args.save_model is not None, warm_start=args.warm_start)
     series = mrd.read_raw(args.input, group=args.input_group,
                           trajectory_override=mrd.TrajectoryOverride.from_config(cfg.trajectory),
                           binning=mrd.Binning.from_config(cfg.binning))
@@ -128,8 +142,11 @@ def run(args: argparse.Namespace) -> int:
                 bar.set_postfix_str(msg, refresh=False)
                 bar.refresh()
 
-            out = reconstruct_slice(job, dataclasses.replace(settings, config=slice_cfg), progress=progress)
+            out = reconstruct_slice(job, dataclasses.replace(settings, config=slice_cfg), progress=progress,
+                                    keep_model=models.keep_model, init_state=models.init_state())
         result = out.result
+        if models.keep_model:
+            models.add(result, slice_cfg, cine, job.image_index_start)
         recons.append(result.images)
         images += out.images
         entry = {"slice": cine.slice_index, "method": result.method, "seconds": round(result.seconds, 3),
@@ -148,7 +165,10 @@ def run(args: argparse.Namespace) -> int:
         print(line)
 
     mrd.write_images(args.output, images, group=args.group, header_xml=series.header_xml)
-    print(f"wrote {len(images)} images to {args.output} (group {args.group}, image_{args.series})")
+    print(written(images, args.output, args.group))
+    if args.save_model is not None:
+        models.save(args.save_model, series.header_xml, args.series)
+        print(f"wrote fitted models of {len(models.records)} slice(s) to {args.save_model}")
     if args.preview:
         write_preview(args.preview, recons, truths)
         print(f"wrote preview {args.preview}")

@@ -72,13 +72,14 @@ def render_times(n_frames: int, n_render: int, device: torch.device | str | None
 
 
 def support_at(fitted: FittedDainr, matrix: tuple[int, int]) -> torch.Tensor:
-    """``(H, W)`` bool: the fit's coil-map support carried to ``matrix`` (the fit's pixel whose centre is nearest)."""
+    """``(H, W)`` bool: the fit's coil-map support carried to ``matrix`` (the fit's pixel whose centre is nearest,
+    the next one on a tie)."""
     if tuple(matrix) == tuple(fitted.matrix):
         return fitted.support
     coords = centred_coords(*matrix, device=fitted.device).reshape(*matrix, 2)
     h, w = fitted.matrix
-    rows = torch.round(coords[:, 0, 1] * (h / 2) + h // 2).long().clamp(0, h - 1)
-    cols = torch.round(coords[0, :, 0] * (w / 2) + w // 2).long().clamp(0, w - 1)
+    rows = torch.floor(coords[:, 0, 1] * (h / 2) + h // 2 + 0.5).long().clamp(0, h - 1)
+    cols = torch.floor(coords[0, :, 0] * (w / 2) + w // 2 + 0.5).long().clamp(0, w - 1)
     return fitted.support[rows][:, cols]
 
 
