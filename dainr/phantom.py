@@ -415,7 +415,8 @@ def cardiac_phantom_motion(matrix: int = 128, frames: int = 20, seed: int = 0,
         """LV centre (x, y), heart rotation and endocardial radius at contraction ``c``."""
         rot = an.heart_angle + an.twist * c
         dx, dy = _rotate(0.08 * s, 0.0, rot)
-        return an.heart_x + 0.012 * c + dx, an.heart_y + 0.010 * c + dy, rot, r_ed * np.sqrt(1.0 - an.ejection_fraction * c)
+        endo = r_ed * np.sqrt(1.0 - an.ejection_fraction * c)
+        return an.heart_x + 0.012 * c + dx, an.heart_y + 0.010 * c + dy, rot, endo
 
     cx0, cy0, rot0, endo0 = lv_frame(0.0)
     epi2 = (r_ed + 0.062) ** 2 - r_ed ** 2  # r_epi² − r_endo², constant over the cycle (myocardial area)

@@ -106,6 +106,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--truth compares the acquired frames and matrix; drop --render-frames/--render-matrix "
                           "(render them afterwards from --save-model with dainr render)")
     models = FittedStack(save=args.save_model is not None, warm_start=args.warm_start)
+    if models.keep_model and cfg.method != "dainr":
+        raise ConfigError(f"--save-model and --warm-start need method dainr, not {cfg.method}")
     series = mrd.read_raw(args.input, group=args.input_group,
                           trajectory_override=mrd.TrajectoryOverride.from_config(cfg.trajectory),
                           binning=mrd.Binning.from_config(cfg.binning))

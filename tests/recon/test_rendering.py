@@ -30,8 +30,8 @@ def fitted(phantom):
 
 
 def test_frame_convention():
-    """Rendered frame k of N lies at k/(N−1) of the acquired interval: source position k·(F−1)/(N−1); N = r(F−1)+1
-    renders every acquired frame again at k = r·f (exactly, at the fit's own times)."""
+    """Rendered frame k of N lies at k/(N−1) of the acquired interval: source position k·(F−1)/(N−1);
+    N = r(F−1)+1 renders every acquired frame again at k = r·f (exactly, at the fit's own times)."""
     assert np.array_equal(frame_positions(6), np.arange(6))
     assert np.array_equal(frame_positions(6, 11), np.arange(11) / 2)
     for f in (2, 5, 23):
