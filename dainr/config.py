@@ -527,3 +527,21 @@ def load_config(preset: str | os.PathLike[str] = DEFAULT_PRESET,
         _apply(cfg, parse_override(o) if isinstance(o, str) else o)
     validate(cfg)
     return cfg
+
+
+def config_from_dict(tree: dict[str, Any]) -> Config:
+    """The validated :class:`Config` of a tree written by :meth:`Config.to_dict` (e.g. one stored with a fitted model);
+    its ``preset`` is kept as the name it was loaded from.
+
+    Raises
+    ------
+    ConfigError
+        One line naming the first unknown key or bad value.
+    """
+    tree = dict(tree)
+    preset = str(tree.pop("preset", ""))
+    cfg = Config()
+    _apply(cfg, tree)
+    cfg.preset = preset
+    validate(cfg)
+    return cfg

@@ -1,4 +1,5 @@
-"""Typed data that cross module lines: one slice of a radial cine, its geometry, and a reconstruction result.
+"""Typed data that cross module lines: one slice of a radial cine, its geometry, what to render from a fit, and a
+reconstruction result.
 
 Conventions (tested in ``tests/physics``):
 
@@ -11,11 +12,14 @@ Conventions (tested in ``tests/physics``):
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+from dainr.errors import ConfigError
 
 
 @dataclass
@@ -84,6 +88,15 @@ class CineData:
         if self.spoke_mask is not None and self.spoke_mask.shape != (f, s):
             raise ValueError(f"spoke_mask shape {self.spoke_mask.shape} != {(f, s)}")
 
+    @classmethod
+    def headers_only(cls, n_frames: int, matrix: tuple[int, int], slice_index: int = 0,
+                     geometry: SliceGeometry | None = None, frame_refs: list[Any] | None = None) -> CineData:
+        """A slice without samples (no coils, spokes or samples): what building its images needs, e.g. to render a
+        saved model (:mod:`dainr.recon.model_file`)."""
+        return cls(kspace=np.zeros((n_frames, 0, 0, 0), np.complex64), traj=np.zeros((n_frames, 0, 0, 2), np.float32),
+                   matrix=(int(matrix[0]), int(matrix[1])), slice_index=int(slice_index),
+                   geometry=geometry if geometry is not None else SliceGeometry(), frame_refs=frame_refs)
+
     @property
     def n_frames(self) -> int:
         return self.kspace.shape[0]
@@ -125,6 +138,60 @@ class CineData:
         return w
 
 
+@dataclass(frozen=True)
+class RenderRequest:
+    """What to render from a fitted slice besides its cine at its own frames and matrix.
+
+    Attributes
+    ----------
+    frames:
+        Rendered frames ``N`` over the acquired frames' interval (:mod:`dainr.recon.rendering`); 0 = the acquired
+        frames.
+    matrix:
+        Rows of the rendered matrix (columns scaled alike, so pixels keep their shape; the field of view is
+        unchanged); 0 = the acquisition's matrix.
+    motion:
+        Also the displacement to frame 0 in mm (:mod:`dainr.recon.motion`).
+    jacobian:
+        Also the Jacobian determinant of the deformation (local area change from frame 0).
+    """
+
+    frames: int = 0
+    matrix: int = 0
+    motion: bool = False
+    jacobian: bool = False
+
+    def __post_init__(self) -> None:
+        if self.frames < 0 or self.frames == 1:
+            raise ConfigError(f"render_frames (--render-frames) must be 0 (the acquired frames) or at least 2, got "
+                              f"{self.frames}")
+        if self.matrix < 0 or 0 < self.matrix < 8:
+            raise ConfigError(f"render_matrix (--render-matrix) must be 0 (the acquired matrix) or at least 8, got "
+                              f"{self.matrix}")
+
+    @property
+    def needs_model(self) -> bool:
+        """True when anything beyond the fit's own images is asked for (only DA-INR can give it)."""
+        return bool(self.frames or self.matrix or self.motion or self.jacobian)
+
+    def output_matrix(self, matrix: tuple[int, int]) -> tuple[int, int]:
+        """The ``(H, W)`` rendered for an acquired ``matrix``: ``(M, W·M/H)``.
+
+        Raises
+        ------
+        ConfigError
+            When ``W·M/H`` is not a whole number of columns.
+        """
+        h, w = int(matrix[0]), int(matrix[1])
+        if not self.matrix or self.matrix == h:
+            return h, w
+        cols = w * self.matrix / h
+        if cols != int(cols):
+            raise ConfigError(f"render_matrix {self.matrix} rows for the {h}×{w} acquisition gives {cols:g} "
+                              f"columns; choose a multiple of {h // math.gcd(h, w)} rows")
+        return self.matrix, int(cols)
+
+
 @dataclass
 class ReconResult:
     """What :func:`dainr.recon.reconstruct` returns for one slice.
@@ -151,6 +218,16 @@ class ReconResult:
         DA-INR with ``reconstruct(..., keep_model=True)``: the fitted model with its config and rendering inputs
         (a :class:`dainr.recon.dainr_model.FittedDainr`; ``fitted.render()`` times ``fitted.scale`` gives
         ``images`` again); None otherwise.
+    motion:
+        DA-INR with ``render.motion`` (:class:`RenderRequest`): ``(frames, 2, H, W)`` float32
+        displacement of every pixel to frame 0 in mm, channels ``(x, y)`` (:mod:`dainr.recon.motion`); None otherwise.
+    jacobian:
+        DA-INR with ``render.jacobian``: ``(frames, H, W)`` float32 Jacobian determinant of the deformation from
+        frame 0 (local area change, 1 = none); None otherwise.
+    frame_positions:
+        ``(frames,)`` float64 fractional acquired frame of every output frame when DA-INR rendered another frame
+        count (``render.frames``; :func:`dainr.recon.rendering.frame_positions`), for the image headers; None when
+        the output frames are the acquired ones.
     """
 
     images: np.ndarray
@@ -162,3 +239,6 @@ class ReconResult:
     validation: list[tuple[int, float]] = field(default_factory=list)
     selected_step: int | None = None
     fitted: Any = None
+    motion: np.ndarray | None = None
+    jacobian: np.ndarray | None = None
+    frame_positions: np.ndarray | None = None

@@ -366,3 +366,79 @@ def cardiac_phantom(matrix: int = 128, frames: int = 20, coils: int = 8, seed: i
     magnitude /= magnitude.max()
     images = (magnitude * np.exp(1j * phase)).astype(np.complex64)
     return PhantomCine(images=images, coil_maps=analytic_coil_maps((h, w), coils, seed), tissue=tissue)
+
+
+@dataclass
+class PhantomMotion:
+    """The phantom's known in-plane motion, as :func:`cardiac_phantom_motion` gives it.
+
+    Attributes
+    ----------
+    displacement:
+        ``(frames, H, W, 2)`` float32, pixels, components ``(x, y)`` (columns, rows): for the tissue at pixel ``p``
+        of frame ``f``, where that tissue lies in frame 0 (end-diastole), minus ``p``. Zero where :attr:`known` is
+        False.
+    known:
+        ``(frames, H, W)`` bool: where the motion is defined by the phantom's construction, i.e. the LV myocardium
+        (area-conserving radial thickening in a heart frame that twists and shifts) and the tissue that never moves
+        (body, lungs, spine, air, and fat away from the heart); the blood pools, RV, papillary muscles, epicardial
+        fat and the aorta are left out (they are drawn, not moved as material).
+    myocardium:
+        ``(frames, H, W)`` bool: the LV-myocardium part of :attr:`known`.
+    """
+
+    displacement: np.ndarray
+    known: np.ndarray
+    myocardium: np.ndarray
+
+
+def cardiac_phantom_motion(matrix: int = 128, frames: int = 20, seed: int = 0,
+                           matrix_w: int | None = None) -> PhantomMotion:
+    """The analytic motion of :func:`cardiac_phantom` (same ``matrix``, ``frames``, ``seed``, ``matrix_w``).
+
+    The LV wall is an annulus centred at the LV centre, in a heart frame that rotates by ``twist·c`` and shifts by
+    ``(0.012, 0.010)·c`` units with the contraction ``c(t)``; the blood pool's radius follows
+    ``r_endo(c) = r_endo_ed·√(1 − EF·c)`` and the myocardial area is conserved, so a wall point at radius ``r``
+    (heart-frame units, the small ellipticity of the drawn wall ignored) has ``r² − r_endo(c)²`` constant over the
+    cycle at a fixed heart-frame angle. Static tissue does not move. Returns a :class:`PhantomMotion` whose
+    displacement points from frame ``f`` to frame 0 (the reconstruction's motion convention,
+    :mod:`dainr.recon.motion`).
+    """
+    h = int(matrix)
+    w = h if matrix_w is None else int(matrix_w)
+    an = _anatomy(np.random.default_rng([int(seed) % 2**64, 0xCA4D]))
+    tissue = cardiac_phantom(matrix=h, frames=frames, coils=1, seed=seed, matrix_w=w).tissue
+    x, y, pixel = _unit_grid(h, w)
+    s, r_ed = an.heart_scale, 0.16
+
+    def lv_frame(c: float) -> tuple[float, float, float, float]:
+        """LV centre (x, y), heart rotation and endocardial radius at contraction ``c``."""
+        rot = an.heart_angle + an.twist * c
+        dx, dy = _rotate(0.08 * s, 0.0, rot)
+        endo = r_ed * np.sqrt(1.0 - an.ejection_fraction * c)
+        return an.heart_x + 0.012 * c + dx, an.heart_y + 0.010 * c + dy, rot, endo
+
+    cx0, cy0, rot0, endo0 = lv_frame(0.0)
+    epi2 = (r_ed + 0.062) ** 2 - r_ed ** 2  # r_epi² − r_endo², constant over the cycle (myocardial area)
+    static = np.isin(tissue, (AIR, BODY, LUNG, SPINE))
+    # the fat of the body wall (not the epicardial fat, which moves with the heart) lies far from the heart
+    static |= (tissue == FAT) & (np.hypot(x - cx0, y - cy0) > 0.45)
+    known = np.zeros(tissue.shape, bool)
+    myo = np.zeros(tissue.shape, bool)
+    disp = np.zeros(tissue.shape + (2,), np.float32)
+    for f in range(frames):
+        c = 0.5 * (1.0 - np.cos(2.0 * np.pi * f / frames))
+        cx, cy, rot, endo = lv_frame(c)
+        # heart-frame coordinates relative to the LV centre, the wall's ellipticity (about ±4 %) divided out
+        u, v = _rotate((x - cx) / s, (y - cy) / s, -rot)
+        u, v = u / 1.04, v / 0.96
+        r = np.hypot(u, v)
+        r0 = np.sqrt(np.maximum(r * r - endo * endo + endo0 * endo0, 0.0))
+        k = np.divide(r0, r, out=np.ones_like(r), where=r > 0)
+        ex, ey = _rotate(u * k * 1.04 * s, v * k * 0.96 * s, rot0)
+        wall = (tissue[f] == MYOCARDIUM) & (r > endo) & (r * r < endo * endo + epi2 + 0.01 * endo)
+        myo[f] = wall
+        known[f] = wall | (static[f] & static[0] & (np.hypot(x - cx, y - cy) > 0.45))
+        disp[f, ..., 0] = np.where(wall, (cx0 + ex - x) / pixel, 0.0)
+        disp[f, ..., 1] = np.where(wall, (cy0 + ey - y) / pixel, 0.0)
+    return PhantomMotion(displacement=disp, known=known, myocardium=myo)

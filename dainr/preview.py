@@ -106,3 +106,71 @@ def write_preview(path: str | Path, slices: list[np.ndarray], truth: list[np.nda
     else:
         iio.imwrite(path, movie, extension=".gif", duration=1000.0 / fps, loop=0)
     return path
+
+
+def _hot(v: np.ndarray) -> np.ndarray:
+    """``(..., 3)`` float in [0, 1]: black → red → yellow → white for ``v`` in [0, 1]."""
+    v = np.clip(v, 0.0, 1.0)[..., None]
+    return np.clip(np.concatenate([3 * v, 3 * v - 1, 3 * v - 2], axis=-1), 0.0, 1.0)
+
+
+def motion_overlay(image: np.ndarray, motion: np.ndarray, pixel_mm: tuple[float, float], step: int = 4,
+                   zoom: int = 0, max_mm: float = 0.0) -> np.ndarray:
+    """One frame with its displacement: the magnitude image in grey, the displacement magnitude as a hot-coloured
+    overlay (opaque at ``max_mm``), and arrows every ``step`` pixels from where the tissue was in frame 0 to where it
+    is in this frame (``p + u`` to ``p``, :mod:`dainr.recon.motion`), drawn at true length.
+
+    Parameters
+    ----------
+    image:
+        ``(H, W)`` the frame (complex or magnitude).
+    motion:
+        ``(2, H, W)`` displacement to frame 0 in mm, channels ``(x, y)`` (columns, rows).
+    pixel_mm:
+        Pixel size ``(x, y)`` in mm (field of view / matrix).
+    step:
+        Pixels between arrows.
+    zoom:
+        Output pixels per image pixel (0: enough for about 384 output pixels across).
+    max_mm:
+        Displacement shown fully opaque (0: the frame's largest).
+
+    Returns
+    -------
+    ``(H·zoom, W·zoom, 3)`` uint8 RGB.
+    """
+    from PIL import Image, ImageDraw
+
+    h, w = image.shape
+    zoom = zoom or max(1, 384 // max(h, w))
+    mag = np.abs(image).astype(np.float64)
+    grey = mag / max(float(mag.max()), 1e-12)
+    size = np.hypot(motion[0], motion[1])
+    top = max_mm or max(float(size.max()), 1e-12)
+    alpha = 0.75 * np.clip(size / top, 0.0, 1.0)[..., None]
+    rgb = (1 - alpha) * grey[..., None] + alpha * _hot(0.35 + 0.65 * size / top)
+    rgb = np.repeat(np.repeat(_to_uint8(rgb), zoom, axis=0), zoom, axis=1)
+    canvas = Image.fromarray(rgb)
+    draw = ImageDraw.Draw(canvas)
+    for r in range(step // 2, h, step):
+        for c in range(step // 2, w, step):
+            dx, dy = motion[0, r, c] / pixel_mm[0], motion[1, r, c] / pixel_mm[1]
+            if np.hypot(dx, dy) < 0.05:
+                continue
+            end = np.array([c + 0.5, r + 0.5]) * zoom
+            start = end + np.array([dx, dy]) * zoom
+            draw.line([tuple(start), tuple(end)], fill=(80, 200, 255), width=max(1, zoom // 3))
+            back = (start - end) / max(np.hypot(*(start - end)), 1e-9) * max(2.0, 0.8 * zoom)
+            for angle in (0.5, -0.5):  # arrowhead
+                rot = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]]) @ back
+                draw.line([tuple(end), tuple(end + rot)], fill=(80, 200, 255), width=max(1, zoom // 3))
+    return np.asarray(canvas)
+
+
+def write_motion_overlay(path: str | Path, image: np.ndarray, motion: np.ndarray, pixel_mm: tuple[float, float],
+                         **kwargs) -> Path:
+    """Write :func:`motion_overlay` of one frame as a PNG."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    iio.imwrite(path, motion_overlay(image, motion, pixel_mm, **kwargs))
+    return path

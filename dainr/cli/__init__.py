@@ -1,4 +1,4 @@
-"""The ``dainr`` command line: ``simulate``, ``recon``, ``compare``, the server front ends and ``config show``.
+"""The ``dainr`` command line: ``simulate``, ``recon``, ``render``, ``compare``, the server front ends and ``config show``.
 
 Start-up stays light: ``dainr --help`` imports no command module, and a command's module (``dainr.cli.<name>``) is
 imported only when that command runs or shows its help; heavy libraries (torch, ismrmrd) are imported inside the
@@ -22,6 +22,7 @@ from dainr.errors import DainrError, error_line
 COMMANDS = {
     "simulate": "simulate a radial cine into an ISMRMRD raw file",
     "recon": "reconstruct an ISMRMRD raw file into ISMRMRD images",
+    "render": "render a saved DA-INR model (--save-model) into ISMRMRD images without refitting",
     "compare": "compare reconstructions by their --report files, as a table",
     "serve": "serve reconstructions over the MRD/Gadgetron streaming protocol",
     "replay": "stream a raw file to an MRD server (dainr serve, Gadgetron) and store the images",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import logging
 import sys
@@ -20,7 +21,8 @@ import numpy as np
 from dainr.cli.config import CPU_PRESET, add_config_arguments, default_preset
 from dainr.cli.outputs import Output, add_overwrite_argument, check_outputs
 from dainr.config import DEFAULT_PRESET, METHODS, load_config
-from dainr.errors import InputError
+from dainr.cli.render import add_render_arguments, render_request
+from dainr.errors import ConfigError, InputError
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +60,12 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--preview", type=Path, help="write a quick-look animated .gif (or the first frame as .png)")
     p.add_argument("--report", type=Path, help="write a JSON report (per slice: method, seconds, metrics)")
     add_overwrite_argument(p, "the group --group of an image file, else the file; the preview, the report")
+    add_render_arguments(p)
+    p.add_argument("--save-model", type=Path, metavar="FILE",
+                   help="DA-INR: save the fitted models of all slices to FILE (render again with dainr render)")
+    p.add_argument("--warm-start", action="store_true",
+                   help="DA-INR: start each slice's networks from the previous slice's fit (slices in order, one at "
+                        "a time)")
     return p
 
 
@@ -92,6 +100,8 @@ def _outputs(args: argparse.Namespace) -> list[Output]:
         outs.append(Output(args.preview, "--preview", suffixes=(".gif", ".png")))
     if args.report:
         outs.append(Output(args.report, "--report"))
+    if args.save_model:
+        outs.append(Output(args.save_model, "--save-model"))
     return outs
 
 
@@ -141,6 +151,33 @@ class _ExamBar:
         self.bar.refresh()
 
 
+def _reconstruct_keeping_models(jobs: list, configs: list, settings, models, show: bool) -> list:
+    """The slices one after another through :func:`dainr.stream.reconstruct_slice`, each fitted model kept in
+    ``models`` (``--save-model``) and, with ``--warm-start``, the previous slice's weights the next one's start."""
+    from tqdm import tqdm
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    from dainr.stream import reconstruct_slice
+
+    outs = []
+    with logging_redirect_tqdm():
+        for job, slice_cfg in zip(jobs, configs):
+            desc = f"slice {job.cine.slice_index} {slice_cfg.method}"
+            with tqdm(total=1, desc=desc, unit="step", disable=not show, file=sys.stderr, dynamic_ncols=True) as bar:
+                def progress(step: int, total: int, msg: str) -> None:
+                    bar.total, bar.n = total, step
+                    bar.set_postfix_str(msg, refresh=False)
+                    bar.refresh()
+
+                out = reconstruct_slice(job, dataclasses.replace(settings, config=slice_cfg), progress=progress,
+                                        keep_model=True, init_state=models.init_state())
+                bar.total = bar.n = max(out.result.iterations, 1)
+                bar.set_postfix_str(_fit_summary(out.result), refresh=False)
+            models.add(out.result, slice_cfg, job.cine, job.image_index_start)
+            outs.append(out)
+    return outs
+
+
 def _reconstruct(jobs: list, plan, settings, show: bool) -> list:
     """Every slice through :func:`dainr.stream.exam.run_exam` (several at once per device as ``plan`` says, each
     with the images it gets alone), one progress bar for the exam; log lines are printed above it (tqdm's logging
@@ -185,7 +222,16 @@ def run(args: argparse.Namespace) -> int:
     cfg = load_config(preset, args.config, overrides)
     inputs = [(args.input, "the input raw file")] + ([(args.truth, "the --truth file")] if args.truth else [])
     check_outputs(_outputs(args), inputs, args.overwrite)
-    settings = ReconSettings(config=cfg, series_index=args.series, complex_output=args.complex)
+    settings = ReconSettings(config=cfg, series_index=args.series, complex_output=args.complex,
+                             render=render_request(args))
+    if args.truth and (settings.render.frames or settings.render.matrix):
+        raise ConfigError("--truth compares the acquired frames and matrix; drop --render-frames/--render-matrix "
+                          "(render them afterwards from --save-model with dainr render)")
+    from dainr.recon.model_file import FittedStack
+
+    models = FittedStack(save=args.save_model is not None, warm_start=args.warm_start)
+    if models.keep_model and cfg.method != "dainr":
+        raise ConfigError(f"--save-model and --warm-start need method dainr, not {cfg.method}")
     series = mrd.read_raw(args.input, group=args.input_group,
                           trajectory_override=mrd.TrajectoryOverride.from_config(cfg.trajectory),
                           binning=mrd.Binning.from_config(cfg.binning))
@@ -219,7 +265,10 @@ def run(args: argparse.Namespace) -> int:
         log.info("no CUDA GPU: using the preset %s (--preset %s runs the GPU preset on the CPU, far slower)",
                  preset, DEFAULT_PRESET)
     t_slices = time.perf_counter()
-    outs = _reconstruct(jobs, plan, settings, show=not args.quiet)
+    if models.keep_model:  # each slice's model kept (and, warm-started, the next one's start): one at a time
+        outs = _reconstruct_keeping_models(jobs, configs, settings, models, show=not args.quiet)
+    else:
+        outs = _reconstruct(jobs, plan, settings, show=not args.quiet)
     timings["slices"] = time.perf_counter() - t_slices
 
     reports = []
@@ -261,6 +310,9 @@ def run(args: argparse.Namespace) -> int:
     kept = " (the file's other groups kept)" if add_group else ""
     print(f"wrote {sum(len(o.images) for o in outs)} images to {args.output} (group {args.group}, "
           f"image_{args.series}){kept}")
+    if args.save_model is not None:
+        models.save(args.save_model, series.header_xml, args.series)
+        print(f"wrote fitted models of {len(models.records)} slice(s) to {args.save_model}")
     if args.preview:
         print(f"wrote preview {args.preview}")
     if args.report:

@@ -32,6 +32,18 @@ slice, from :func:`image_meta`:
 
 ``r`` is a power of two so that it (and the window) is exact, and the same from every front end even where two
 reconstructions differ in a last bit (:mod:`tests.gadget.compare`).
+
+Rendered frames and motion series (DA-INR, :mod:`dainr.recon.rendering`)
+-----------------------------------------------------------------------
+* A cine rendered at another frame count: ``phase`` = the rendered frame number ``k``; its time stamps
+  (``acquisition_time_stamp``, ``physiology_time_stamp``) are interpolated linearly between the two acquired frames
+  around its position ``k·(F − 1)/(N − 1)``; the other header fields are the nearest acquired frame's. At another
+  matrix, ``matrix_size`` is the rendered one and ``field_of_view`` is unchanged.
+* Motion (:func:`to_map_images`): series ``series_index + 1`` (:data:`MOTION_SERIES_OFFSET`) holds one float32
+  ``IMTYPE_REAL`` image per frame with **two channels**, the displacement to frame 0 in mm along x (channel 0: image
+  columns, ``read_dir``) and y (channel 1: image rows, ``phase_dir``); series ``series_index + 2``
+  (:data:`JACOBIAN_SERIES_OFFSET`) holds the Jacobian determinant (one channel, 1 = no area change). Same
+  ``slice``, ``phase``, ``image_index``, geometry and time stamps as the cine's images of the frame.
 """
 
 from __future__ import annotations
@@ -52,6 +64,10 @@ from dainr.mrd.atomic import atomic_path
 from dainr.mrd.header import without_version
 
 _GEOMETRY = ("position", "read_dir", "phase_dir", "slice_dir", "patient_table_position")
+#: ``image_series_index`` of the displacement images relative to the cine's (module docstring).
+MOTION_SERIES_OFFSET = 1
+#: ``image_series_index`` of the Jacobian-determinant images relative to the cine's.
+JACOBIAN_SERIES_OFFSET = 2
 
 
 def _reference(ref) -> ismrmrd.Acquisition:
@@ -63,6 +79,55 @@ def _reference(ref) -> ismrmrd.Acquisition:
     head.active_channels = 0
     head.trajectory_dimensions = 0
     return ismrmrd.Acquisition(bytes(head))
+
+
+def _frame_reference(refs: Sequence, position: float) -> ismrmrd.Acquisition:
+    """The reference acquisition of an output frame at a (fractional) acquired-frame ``position``: the nearest
+    frame's, with time stamps interpolated linearly between the two frames around it."""
+    if not refs:
+        return _reference(None)
+    last = len(refs) - 1
+    reference = _reference(refs[min(int(round(position)), last)])
+    lo = min(int(np.floor(position)), last)
+    w = float(position) - lo
+    if w > 0 and lo < last:
+        a, b = _reference(refs[lo]).getHead(), _reference(refs[lo + 1]).getHead()
+        head = reference.getHead()
+        head.acquisition_time_stamp = int(round((1 - w) * a.acquisition_time_stamp + w * b.acquisition_time_stamp))
+        for i in range(len(head.physiology_time_stamp)):
+            head.physiology_time_stamp[i] = int(round((1 - w) * a.physiology_time_stamp[i]
+                                                      + w * b.physiology_time_stamp[i]))
+        reference.setHead(head)
+    return reference
+
+
+def _output_reference(refs: Sequence, f: int, frame_positions: Sequence[float] | None) -> ismrmrd.Acquisition:
+    """The reference acquisition of output frame ``f``: acquired frame ``f``'s, or, for frames rendered at
+    ``frame_positions``, :func:`_frame_reference`'s."""
+    if frame_positions is None:
+        return _reference(refs[f] if f < len(refs) else None)
+    return _frame_reference(refs, frame_positions[f])
+
+
+def _frame_image(cine: CineData, arr: np.ndarray, reference: ismrmrd.Acquisition, image_type: int,
+                 series_index: int, image_index: int, phase: int) -> ismrmrd.Image:
+    """One image of a slice with its frame's header (module docstring)."""
+    return ismrmrd.Image.from_array(
+        arr, acquisition=reference, transpose=False, image_type=image_type, image_series_index=int(series_index),
+        image_index=int(image_index), slice=int(cine.slice_index), phase=int(phase),
+        field_of_view=tuple(float(v) for v in cine.geometry.fov_mm), **_frame_geometry(reference, cine.geometry))
+
+
+def _set_attributes(img: ismrmrd.Image, attributes: str) -> None:
+    img.attribute_string = attributes
+    head = img.getHead()  # the header's length field must match, or C++ ISMRMRD reads no attributes
+    head.attribute_string_len = len(attributes.encode("utf-8"))
+    img.setHead(head)
+
+
+def _check_index_range(start: int, n_frames: int) -> None:
+    if start < 0 or start + n_frames - 1 > 65535:
+        raise ValueError(f"image_index {start}..{start + n_frames - 1} does not fit the uint16 header field")
 
 
 def _frame_geometry(reference: ismrmrd.Acquisition, geo) -> dict[str, tuple[float, float, float]]:
@@ -114,7 +179,8 @@ def image_meta(peak: float, method: str) -> ismrmrd.Meta:
 
 
 def to_images(cine: CineData, images: np.ndarray, series_index: int = 1, complex_output: bool = False, *,
-              image_index_start: int, method: str = "") -> list[ismrmrd.Image]:
+              image_index_start: int, method: str = "", frame_positions: Sequence[float] | None = None
+              ) -> list[ismrmrd.Image]:
     """One ``ismrmrd.Image`` per frame of a reconstructed slice.
 
     Parameters
@@ -132,6 +198,10 @@ def to_images(cine: CineData, images: np.ndarray, series_index: int = 1, complex
         ``image_index`` of frame 0, from :func:`image_index_start` (the numbering of the module docstring).
     method:
         The reconstruction method, named in the meta attributes (:func:`image_meta`).
+    frame_positions:
+        ``(frames,)`` fractional acquired frame of every image when the frames were rendered at another count
+        (:attr:`dainr.data.ReconResult.frame_positions`; time stamps interpolated); None: frame ``f`` is acquired
+        frame ``f``.
 
     Returns
     -------
@@ -143,10 +213,8 @@ def to_images(cine: CineData, images: np.ndarray, series_index: int = 1, complex
         raise ValueError(f"images must be (frames, H, W), not {images.shape}")
     n_frames = images.shape[0]
     start = int(image_index_start)
-    if start < 0 or start + n_frames - 1 > 65535:
-        raise ValueError(f"image_index {start}..{start + n_frames - 1} does not fit the uint16 header field")
+    _check_index_range(start, n_frames)
     refs = cine.frame_refs or []
-    geo = cine.geometry
     attributes = image_meta(float(np.abs(images).max(initial=0.0)), method).serialize()
     out = []
     for f in range(n_frames):
@@ -154,18 +222,41 @@ def to_images(cine: CineData, images: np.ndarray, series_index: int = 1, complex
             arr, image_type = np.ascontiguousarray(images[f], np.complex64), ismrmrd.IMTYPE_COMPLEX
         else:
             arr, image_type = np.ascontiguousarray(np.abs(images[f]), np.float32), ismrmrd.IMTYPE_MAGNITUDE
-        reference = _reference(refs[f] if f < len(refs) else None)
-        fields = _frame_geometry(reference, geo)
-        img = ismrmrd.Image.from_array(
-            arr, acquisition=reference, transpose=False,
-            image_type=image_type, image_series_index=int(series_index), image_index=start + f,
-            slice=int(cine.slice_index), phase=f, field_of_view=tuple(float(v) for v in geo.fov_mm), **fields)
-        img.attribute_string = attributes
-        head = img.getHead()  # the header's length field must match, or C++ ISMRMRD reads no attributes
-        head.attribute_string_len = len(attributes.encode("utf-8"))
-        img.setHead(head)
+        reference = _output_reference(refs, f, frame_positions)
+        img = _frame_image(cine, arr, reference, image_type, series_index, start + f, f)
+        _set_attributes(img, attributes)
         out.append(img)
     return out
+
+
+def to_map_images(cine: CineData, maps: np.ndarray, series_index: int, *, image_index_start: int,
+                  frame_positions: Sequence[float] | None = None) -> list[ismrmrd.Image]:
+    """One float32 ``IMTYPE_REAL`` image per frame of a real-valued map of a slice (the displacement's two channels,
+    the Jacobian's one), with the headers :func:`to_images` gives the cine's images of the same frames.
+
+    Parameters
+    ----------
+    cine, image_index_start, frame_positions:
+        As :func:`to_images`.
+    maps:
+        ``(frames, C, H, W)`` or ``(frames, H, W)`` (one channel) real values.
+    series_index:
+        ``image_series_index`` (the cine's + :data:`MOTION_SERIES_OFFSET` or :data:`JACOBIAN_SERIES_OFFSET`).
+
+    Returns
+    -------
+    ``frames`` images of shape ``(C, 1, H, W)`` (``channels = C``), matrix_size ``(W, H, 1)``.
+    """
+    maps = np.asarray(maps, np.float32)
+    if maps.ndim == 3:
+        maps = maps[:, None]
+    if maps.ndim != 4:
+        raise ValueError(f"maps must be (frames, C, H, W) or (frames, H, W), not {maps.shape}")
+    start = int(image_index_start)
+    _check_index_range(start, maps.shape[0])
+    refs = cine.frame_refs or []
+    return [_frame_image(cine, np.ascontiguousarray(maps[f][:, None]), _output_reference(refs, f, frame_positions),
+                         ismrmrd.IMTYPE_REAL, series_index, start + f, f) for f in range(maps.shape[0])]
 
 
 def write_images(path: str | os.PathLike, image_list: Sequence[ismrmrd.Image], group: str = "dataset",

@@ -40,7 +40,7 @@ from dainr.model.features import FEATURE_CHANNELS, MDSRFeatures, neighbour_featu
 from dainr.prep import PreparedCine
 from dainr.recon.baselines import adjoint_recon
 from dainr.recon.concurrent import device_wide, empty_cache, seeded
-from dainr.recon.dainr_model import FittedDainr, build_model
+from dainr.recon.dainr_model import FittedDainr, build_model, load_weights
 from dainr.recon.dainr_step import DainrStep, StepGraph, build_optimizer, lr_factor
 from dainr.recon.dainr_terms import DataTerm, loss_terms
 from dainr.recon.operators import SliceProblem, build_problem
@@ -303,10 +303,14 @@ class DainrFit:
     monitor, monitor_every:
         ``monitor(step, images)`` receives the rendered cine (output weights, prepared units) every
         ``monitor_every`` steps: a diagnostic for benchmarks that never influences the optimisation or the output.
+    init_state:
+        Start from these network weights (a ``state_dict`` of a model of the same settings: warm start) instead of
+        the seeded initialisation.
     """
 
     def __init__(self, prepared: PreparedCine, config: Config, device: torch.device,
-                 progress: Progress | None = None, monitor: Monitor | None = None, monitor_every: int = 0):
+                 progress: Progress | None = None, monitor: Monitor | None = None, monitor_every: int = 0,
+                 init_state: dict[str, torch.Tensor] | None = None):
         t0 = time.perf_counter()
         c = self.c = config.dainr
         self.device, self.progress, self.monitor, self.monitor_every = device, progress, monitor, monitor_every
@@ -324,6 +328,8 @@ class DainrFit:
             model = build_model(c, FEATURE_CHANNELS if c.features.enabled else 0)
         feats = _neighbour_features(None if extractor is None else extractor.to(device), problem, fit_mask, c, train)
         model = model.to(device)
+        if init_state is not None:
+            load_weights(model, init_state, "the warm start's weights")
         # tiny-cuda-nn's kernels record events on their own streams, which fails inside a CUDA-graph capture
         self.use_graph = c.cuda_graph and device.type == "cuda" and c.steps > 10 and c.grid.backend != "tcnn"
         opt = build_optimizer(model, c, device, fused=c.fused and device.type == "cuda", capturable=self.use_graph)
@@ -438,6 +444,7 @@ class DainrFit:
 
 
 def fit_dainr(prepared: PreparedCine, config: Config, device: torch.device, progress: Progress | None = None,
-              monitor: Monitor | None = None, monitor_every: int = 0) -> FitResult:
+              monitor: Monitor | None = None, monitor_every: int = 0,
+              init_state: dict[str, torch.Tensor] | None = None) -> FitResult:
     """Fit DA-INR to one prepared slice and render every frame at the full matrix (see :class:`DainrFit`)."""
-    return DainrFit(prepared, config, device, progress, monitor, monitor_every).run()
+    return DainrFit(prepared, config, device, progress, monitor, monitor_every, init_state).run()

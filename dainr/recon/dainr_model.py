@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from dainr.config import DainrConfig
+from dainr.errors import ConfigError
 from dainr.model.encodings import GridEncoding
 from dainr.model.networks import DAINR, CanonicalNet, DeformationNet, centred_coords, frame_times
 
@@ -33,6 +34,21 @@ def build_model(c: DainrConfig, feature_dim: int) -> DAINR:
     canon = CanonicalNet(grid, space_degree=c.space_degree, time_degree=c.time_degree, feature_dim=feature_dim,
                          hidden=c.hidden)
     return DAINR(deform, canon)
+
+
+def load_weights(model: DAINR, state: dict[str, torch.Tensor], what: str) -> None:
+    """Copy the weights ``state`` (a ``state_dict``, any device) into ``model``.
+
+    Raises
+    ------
+    ConfigError
+        When they belong to a network of other settings (one line naming ``what``).
+    """
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        detail = str(e).splitlines()[1].strip() if len(str(e).splitlines()) > 1 else str(e)
+        raise ConfigError(f"{what} belong to a network of other settings ({detail})") from None
 
 
 @dataclass

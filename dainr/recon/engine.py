@@ -12,6 +12,7 @@ import torch
 
 from dainr.config import Config
 from dainr.data import CineData, ReconResult
+from dainr.errors import ConfigError
 from dainr.prep import prepare
 from dainr.recon.baselines import adjoint_recon, cgsense_recon
 from dainr.recon.budget import fit_to_device
@@ -19,6 +20,7 @@ from dainr.recon.concurrent import deterministic
 from dainr.recon.dainr_fit import fit_dainr, training_frames
 from dainr.recon.device import resolve_device
 from dainr.recon.operators import build_problem
+from dainr.recon.rendering import RenderRequest, render_slice
 
 log = logging.getLogger(__name__)
 # cuBLAS needs this before CUDA starts to be deterministic (ignored on CPU).
@@ -31,7 +33,8 @@ Progress = Callable[[int, int, str], None]
 
 def reconstruct(cine: CineData, config: Config, progress: Progress | None = None,
                 monitor: Callable[[int, np.ndarray], None] | None = None, monitor_every: int = 0,
-                keep_model: bool = False) -> ReconResult:
+                keep_model: bool = False, render: RenderRequest | None = None,
+                init_state: dict[str, torch.Tensor] | None = None) -> ReconResult:
     """Reconstruct one slice of a radial cine.
 
     Parameters
@@ -50,6 +53,13 @@ def reconstruct(cine: CineData, config: Config, progress: Progress | None = None
         :class:`~dainr.recon.dainr_model.FittedDainr`, which renders the slice again, e.g. at another matrix). It
         keeps the model and its features in the device's memory for as long as the result lives, so it is off by
         default.
+    render:
+        DA-INR only: render another frame count or matrix, and/or the motion fields, from the fitted model
+        (:class:`~dainr.recon.rendering.RenderRequest`); ``images`` are then the rendered cine and ``motion``,
+        ``jacobian``, ``frame_positions`` are filled in.
+    init_state:
+        DA-INR only: start the networks from these weights (a ``state_dict`` of a fit with the same network
+        settings, e.g. the previous slice's: warm start) instead of the seeded initialisation.
 
     Returns
     -------
@@ -60,13 +70,16 @@ def reconstruct(cine: CineData, config: Config, progress: Progress | None = None
     alone.
     """
     with deterministic(config.deterministic):
-        return _reconstruct(cine, config, progress, monitor, monitor_every, keep_model)
+        return _reconstruct(cine, config, progress, monitor, monitor_every, keep_model, render, init_state)
 
 
 def _reconstruct(cine: CineData, config: Config, progress: Progress | None,
                  monitor: Callable[[int, np.ndarray], None] | None, monitor_every: int,
-                 keep_model: bool) -> ReconResult:
+                 keep_model: bool, render: RenderRequest | None, init_state: dict | None) -> ReconResult:
     t0 = time.perf_counter()
+    if config.method != "dainr" and ((render is not None and render.needs_model) or init_state is not None):
+        raise ConfigError(f"rendered frames/matrix, motion fields and warm starts need method dainr, not "
+                          f"{config.method}")
     device = resolve_device(config.device)
     # Temporal interpolation: the held-out frames' data inform nothing, the preparation included.
     seen = (training_frames(cine.n_frames, config.dainr.down_ratio)
@@ -84,7 +97,7 @@ def _reconstruct(cine: CineData, config: Config, progress: Progress | None,
             monitor(step, imgs.cpu().numpy().astype(np.complex64) * np.float32(prepared.scale))
 
         fit = fit_dainr(prepared, config, device, progress, scaled_monitor if monitor is not None else None,
-                        monitor_every)
+                        monitor_every, init_state=init_state)
         images, iterations, loss = fit.images, fit.iterations, fit.loss
         info.update(fit.info)
     else:
@@ -96,6 +109,10 @@ def _reconstruct(cine: CineData, config: Config, progress: Progress | None,
             cb = (lambda i, r: progress(i, total, f"residual {r:.2e}")) if progress else None
             images, iterations, loss = cgsense_recon(problem, config.cgsense, cb)
     out = images.detach().cpu().numpy().astype(np.complex64) * np.float32(prepared.scale)
+    rendered = None
+    if fit is not None and render is not None and render.needs_model:
+        rendered = render_slice(fit.fitted, render, cine.geometry.fov_mm[:2], images=images)
+        out = rendered.images
     seconds = time.perf_counter() - t0
     log.info("slice %d: %s on %s, %d iterations, %.2f s", cine.slice_index, config.method, device, iterations,
              seconds)
@@ -103,4 +120,7 @@ def _reconstruct(cine: CineData, config: Config, progress: Progress | None,
                        loss=[float(v) for v in loss], info=info,
                        validation=[] if fit is None else list(fit.validation),
                        selected_step=None if fit is None else fit.selected_step,
-                       fitted=fit.fitted if fit is not None and keep_model else None)
+                       fitted=fit.fitted if fit is not None and keep_model else None,
+                       motion=None if rendered is None else rendered.motion,
+                       jacobian=None if rendered is None else rendered.jacobian,
+                       frame_positions=None if rendered is None or not render.frames else rendered.positions)

@@ -44,6 +44,9 @@ DEFAULT_MAX_STEPS = 5000
 #: Largest ``binning.spokes_per_frame`` a client may ask for.
 MAX_CLIENT_SPOKES_PER_FRAME = 1024
 
+#: Largest rendered frame count and matrix a client may ask for (``render_frames``, ``render_matrix``).
+MAX_CLIENT_RENDER_FRAMES, MAX_CLIENT_RENDER_MATRIX = 256, 512
+
 #: Keys a client's CONFIG_TEXT may set, and what each may hold. Everything else comes from the operator's configs.
 CLIENT_KEYS: dict[str, str] = {
     "preset": "a built-in preset or a YAML file of the server's config folders, by name",
@@ -56,6 +59,10 @@ CLIENT_KEYS: dict[str, str] = {
     "binning.spokes_per_frame": f"real-time binning, 0..{MAX_CLIENT_SPOKES_PER_FRAME} spokes per frame",
     "binning.stride": "real-time binning, 0..binning.spokes_per_frame",
     "trajectory.kind": "spoke angles of data without traj: goldenangle | uniform | tddip",
+    "motion": "true for the displacement series (DA-INR)",
+    "jacobian": "true for the Jacobian-determinant series (DA-INR)",
+    "render_frames": f"frames rendered from the fit, 0 or 2..{MAX_CLIENT_RENDER_FRAMES}",
+    "render_matrix": f"matrix rendered from the fit, 0 or 8..{MAX_CLIENT_RENDER_MATRIX}",
 }
 
 
@@ -237,6 +244,14 @@ def _client_properties(text: str) -> dict[str, Any]:
         raise ConfigError(f"config key {', '.join(repr(k) for k in refused)} cannot be set by a client of this "
                           f"server; a client may set {', '.join(CLIENT_KEYS)}; anything else goes into a config of "
                           "the server's operator (--config-dir), which the client names")
+    for key, most in (("render_frames", MAX_CLIENT_RENDER_FRAMES), ("render_matrix", MAX_CLIENT_RENDER_MATRIX)):
+        if key in flat:
+            try:
+                value = int(str(flat[key]).strip())
+            except ValueError:
+                raise ConfigError(f"property '{key}' must be an integer, got {flat[key]!r}") from None
+            if value > most:
+                raise ConfigError(f"property '{key}' is {value}; a client of this server may ask for at most {most}")
     return flat
 
 

@@ -17,7 +17,8 @@ from dainr.config import Config
 from dainr.data import ReconResult
 from dainr.errors import ResourceError
 from dainr.mrd import Binning, TrajectoryOverride, to_images
-from dainr.mrd.images import image_from_bytes, image_to_bytes
+from dainr.mrd.images import (JACOBIAN_SERIES_OFFSET, MOTION_SERIES_OFFSET, image_from_bytes, image_to_bytes,
+                              to_map_images)
 from dainr.mrd.acquisitions import AcquisitionLike
 from dainr.stream.collector import SliceCollector, SliceJob
 from dainr.stream.device_lock import gpu_lock
@@ -115,7 +116,8 @@ def new_collector(header_xml: bytes, settings: ReconSettings) -> SliceCollector:
 
 
 def reconstruct_slice(job: SliceJob, settings: ReconSettings, progress: Progress | None = None,
-                      device: str | None = None) -> SliceOutput:
+                      device: str | None = None, keep_model: bool = False,
+                      init_state: dict | None = None) -> SliceOutput:
     """Reconstruct one slice and turn it into its numbered images: the per-slice path of every front end.
 
     The engine runs holding the device's GPU lock (:func:`dainr.stream.device_lock.gpu_lock`; none on a CPU), so
@@ -135,11 +137,15 @@ def reconstruct_slice(job: SliceJob, settings: ReconSettings, progress: Progress
         Optional ``(step, total, message)`` callback; raising from it aborts the reconstruction.
     device:
         Run on this device instead of ``settings.config.device`` (server workers own their device).
+    keep_model, init_state:
+        DA-INR: keep the fitted model in ``result.fitted`` (``dainr recon --save-model``), start from these weights
+        (``--warm-start``); see :func:`dainr.recon.reconstruct`.
 
     Returns
     -------
-    :class:`SliceOutput` with one image per frame, ``image_index`` from ``job.image_index_start``; the seconds
-    spent waiting for the GPU lock are ``result.info["wait_seconds"]``.
+    :class:`SliceOutput` with one image per frame, ``image_index`` from ``job.image_index_start``, followed by the
+    motion series' images when ``settings.render`` asks for them (:func:`slice_images`); the seconds spent waiting for the GPU lock
+    are ``result.info["wait_seconds"]``.
     """
     from dainr.recon import reconstruct
     from dainr.recon.concurrent import own_stream
@@ -149,12 +155,32 @@ def reconstruct_slice(job: SliceJob, settings: ReconSettings, progress: Progress
     with gpu_lock(config.device) as waited, own_stream(config.device):
         if waited > 1.0:
             log.info("slice %d: waited %.1f s for the GPU", job.cine.slice_index, waited)
-        result = reconstruct(job.cine, config, progress=progress)
+        result = reconstruct(job.cine, config, progress=progress, keep_model=keep_model,
+                             render=settings.render if settings.render.needs_model else None, init_state=init_state)
     result.info["wait_seconds"] = round(waited, 3)
-    images = to_images(job.cine, result.images, series_index=settings.series_index,
-                       complex_output=settings.complex_output, image_index_start=job.image_index_start,
-                       method=result.method)
-    return SliceOutput(job=job, images=images, result=result)
+    return SliceOutput(job=job, images=slice_images(job, result, settings), result=result)
+
+
+def slice_images(job: SliceJob, result: ReconResult, settings: ReconSettings) -> list[ismrmrd.Image]:
+    """The images of a reconstructed slice: the cine (series ``settings.series_index``), then the displacement and
+    the Jacobian determinant when present (series + :data:`~dainr.mrd.images.MOTION_SERIES_OFFSET` and
+    + :data:`~dainr.mrd.images.JACOBIAN_SERIES_OFFSET`), all numbered alike.
+
+    A cine rendered at ``N`` frames instead of the acquired ``F`` is numbered as a slice of ``N`` frames
+    (:func:`dainr.mrd.image_index_start`), so the slices of a stack still get disjoint ``image_index`` ranges.
+    """
+    cine, n = job.cine, result.images.shape[0]
+    start = job.image_index_start
+    if n != cine.n_frames:  # the slice's place in the stack, (start − 1) / F, times N frames
+        start = 1 + (start - 1) // max(cine.n_frames, 1) * n
+    where = dict(image_index_start=start, frame_positions=result.frame_positions)
+    images = to_images(cine, result.images, series_index=settings.series_index,
+                       complex_output=settings.complex_output, method=result.method, **where)
+    if result.motion is not None:
+        images += to_map_images(cine, result.motion, settings.series_index + MOTION_SERIES_OFFSET, **where)
+    if result.jacobian is not None:
+        images += to_map_images(cine, result.jacobian, settings.series_index + JACOBIAN_SERIES_OFFSET, **where)
+    return images
 
 
 def stream_images(header_xml: bytes, acquisitions: Iterable[AcquisitionLike], settings: ReconSettings,

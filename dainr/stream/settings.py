@@ -13,6 +13,10 @@ Property names (gadget ``<property name=... value=...>``, server XML or YAML):
 ``device``         ``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (same as ``--device``)
 ``series_index``   ``image_series_index`` of the output images (default 1)
 ``complex_output`` ``true`` for complex images instead of float32 magnitude
+``motion``         ``true``: DA-INR's displacement to frame 0 (mm) as series ``series_index + 1`` (2 channels: x, y)
+``jacobian``       ``true``: the deformation's Jacobian determinant as series ``series_index + 2``
+``render_frames``  DA-INR: render this many frames over the acquired ones (0: the acquired frames)
+``render_matrix``  DA-INR: render at this many rows, same field of view (0: the acquired matrix)
 any config key     e.g. ``dainr.steps``, ``prep.virtual_coils``, ``seed`` (same as ``--set KEY=VALUE``)
 =================  =========================================================================================
 """
@@ -26,11 +30,13 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from dainr.config import DEFAULT_PRESET, Config, load_config, nested_key
+from dainr.data import RenderRequest
 from dainr.errors import ConfigError
 
 #: Other names of the front-end properties (``config`` for ``config_file`` ...).
 ALIASES = {"config": "config_file", "series": "series_index", "complex": "complex_output"}
-_FRONT_END_KEYS = ("preset", "config_file", "series_index", "complex_output")
+_FRONT_END_KEYS = ("preset", "config_file", "series_index", "complex_output", "motion", "jacobian", "render_frames",
+                   "render_matrix")
 _TOP_LEVEL_KEYS = tuple(f.name for f in dataclasses.fields(Config))
 
 
@@ -46,6 +52,8 @@ class ReconSettings:
         ``image_series_index`` of the output images.
     complex_output:
         Complex64 images instead of float32 magnitude.
+    render:
+        DA-INR only: the motion series and another frame count or matrix (:class:`~dainr.data.RenderRequest`).
     source:
         Where the settings came from, for logs (e.g. ``preset cpu-test``).
     """
@@ -54,19 +62,27 @@ class ReconSettings:
     series_index: int = 1
     complex_output: bool = False
     source: str = ""
+    render: RenderRequest = RenderRequest()
 
     def __post_init__(self) -> None:
         if not 1 <= int(self.series_index) <= 65535:
             raise ConfigError(f"series_index {self.series_index} must be in 1..65535")
+        if self.render.needs_model and self.config.method != "dainr":
+            raise ConfigError(f"motion, jacobian, render_frames and render_matrix need method dainr, not "
+                              f"{self.config.method}")
+        if (self.render.motion or self.render.jacobian) and int(self.series_index) + 2 > 65535:
+            raise ConfigError(f"series_index {self.series_index} leaves no room for the motion series "
+                              "(series_index + 1 and + 2); use at most 65533")
 
     @classmethod
     def load(cls, preset: str = DEFAULT_PRESET, config_file: str | Path | None = None,
              overrides: Iterable[str | dict[str, Any]] = (), series_index: int = 1,
-             complex_output: bool = False) -> ReconSettings:
+             complex_output: bool = False, render: RenderRequest = RenderRequest()) -> ReconSettings:
         """Settings from the same inputs as ``dainr recon --preset P --config F --set K=V``."""
         config = load_config(preset, config_file, list(overrides))
         return cls(config=config, series_index=int(series_index), complex_output=bool(complex_output),
-                   source=f"preset {config.preset}" + (f" + {Path(config_file).name}" if config_file else ""))
+                   source=f"preset {config.preset}" + (f" + {Path(config_file).name}" if config_file else ""),
+                   render=render)
 
     @classmethod
     def from_properties(cls, properties: Mapping[str, Any], *, default_preset: str = DEFAULT_PRESET
@@ -92,6 +108,10 @@ class ReconSettings:
         config_file = str(props.pop("config_file", "") or "").strip() or None
         series_index = _as_int(props.pop("series_index", 1), "series_index")
         complex_output = _as_bool(props.pop("complex_output", False), "complex_output")
+        render = RenderRequest(frames=_as_int(props.pop("render_frames", 0), "render_frames"),
+                               matrix=_as_int(props.pop("render_matrix", 0), "render_matrix"),
+                               motion=_as_bool(props.pop("motion", False), "motion"),
+                               jacobian=_as_bool(props.pop("jacobian", False), "jacobian"))
         overrides: list[str | dict[str, Any]] = []
         for key, value in props.items():
             if not key:
@@ -101,7 +121,7 @@ class ReconSettings:
                 raise ConfigError(f"unknown property '{key}'; use one of {valid} or a config key such as "
                                   "dainr.steps")
             overrides.append(f"{key}={value}" if isinstance(value, str) else nested_key(key, value))
-        settings = cls.load(preset, config_file, overrides, series_index, complex_output)
+        settings = cls.load(preset, config_file, overrides, series_index, complex_output, render=render)
         return dataclasses.replace(settings, source=settings.source + "".join(
             f", {k}={v}" for k, v in props.items()))
 
