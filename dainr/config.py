@@ -221,6 +221,9 @@ class DainrConfig:
     loss: ``l1`` (reference: L1 on real and imaginary parts) or ``l2``.
     preconditioned_gradient: use the reference code's density-weighted SENSE-combined backward (DAINR_METHOD.md §4).
     space_degree, time_degree: frequency-encoding degrees.
+    periodic_time: the cine is one cardiac cycle: frame ``f`` of ``F`` at ``t = f/F``, time encoded by the cycle's
+        harmonics ``1..time_degree`` (so the last frame neighbours the first; rendering other frame counts samples the
+        whole cycle, the temporal TV's frame windows wrap around); off: ``t = f/(F − 1)`` with octaves.
     deformation_width, deformation_depth: deformation MLP size; hidden: canonical MLP width.
     sr_ratio: spatial interpolation (train at matrix/sr_ratio, render at full matrix).
     down_ratio: temporal interpolation (train on every down_ratio-th frame, render all).
@@ -251,6 +254,7 @@ class DainrConfig:
     preconditioned_gradient: bool = False
     space_degree: int = checked(10, NON_NEGATIVE)
     time_degree: int = checked(6, NON_NEGATIVE)
+    periodic_time: bool = False
     deformation_width: int = checked(128, POSITIVE)
     deformation_depth: int = checked(5, POSITIVE)
     hidden: int = checked(64, POSITIVE)

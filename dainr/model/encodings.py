@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -72,6 +73,38 @@ class FrequencyEncoding(nn.Module):
 
     def extra_repr(self) -> str:
         return f"input_dim={self.input_dim}, degree={self.degree}, output_dim={self.output_dim}"
+
+
+class PeriodicEncoding(nn.Module):
+    """Harmonics of one cycle: ``t (..., 1) in [0, 1)`` → ``[sin(2πkt), cos(2πkt)]`` for ``k = 1..degree``
+    (``(..., 2·degree)``), so ``t`` and ``t + 1`` encode alike: a cine that is one cardiac cycle has no first or last
+    frame (its frame ``f`` of ``F`` sits at ``t = f / F``; :func:`dainr.model.networks.frame_times`).
+
+    Parameters
+    ----------
+    degree:
+        Highest harmonic (≥ 1); output dim ``2·degree``.
+    """
+
+    def __init__(self, degree: int):
+        super().__init__()
+        if degree < 1:
+            raise ConfigError(f"PeriodicEncoding needs degree >= 1, got {degree}")
+        self.input_dim = 1
+        self.degree = int(degree)
+        self.output_dim = 2 * self.degree
+        harmonics = torch.tensor([2.0 * math.pi * k for k in range(1, self.degree + 1)], dtype=torch.float32)
+        self.register_buffer("harmonics", harmonics, persistent=False)
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        """``t (..., 1)`` → ``(..., 2·degree)``: the sines of every harmonic, then their cosines."""
+        if t.shape[-1] != 1:
+            raise ValueError(f"PeriodicEncoding expects (..., 1), got {tuple(t.shape)}")
+        phase = t * self.harmonics.to(t.dtype)
+        return torch.cat([torch.sin(phase), torch.cos(phase)], dim=-1)
+
+    def extra_repr(self) -> str:
+        return f"degree={self.degree}, output_dim={self.output_dim}"
 
 
 # ----------------------------------------------------------------------------------------------------------------------

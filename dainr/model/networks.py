@@ -8,7 +8,8 @@ phase reference (pixel ``n//2``) at 0. A grid ``r`` times finer over the same fi
 grid's points (coarse pixel ``i`` = fine pixel ``r·i``), which is what spatial interpolation renders on. (The reference
 code queries ``linspace(-1, 1, n)`` and pairs its first coordinate with rows; with networks trained from scratch
 either choice is immaterial, DAINR_METHOD.md §3.)
-Time is ``t = frame / (n_frames − 1) ∈ [0, 1]``.
+Time is ``t = frame / (n_frames − 1) ∈ [0, 1]``, or with a periodic time encoding (a cine that is one cycle)
+``t = frame / n_frames ∈ [0, 1)``, encoded by the cycle's harmonics (:class:`~dainr.model.encodings.PeriodicEncoding`).
 
 Layer order of construction follows the reference (deformation layers, grid table, sigma layers, colour layers), so
 seeding the global RNG before :class:`DAINR` reproduces the reference initialisation (see
@@ -22,7 +23,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from dainr.errors import ConfigError
-from dainr.model.encodings import FrequencyEncoding, GridEncoding
+from dainr.model.encodings import FrequencyEncoding, GridEncoding, PeriodicEncoding
 
 __all__ = ["centred_coords", "frame_times", "DeformationNet", "CanonicalNet", "DAINR"]
 
@@ -40,9 +41,17 @@ def centred_coords(height: int, width: int, device: torch.device | str | None = 
     return torch.stack([xx, yy], dim=-1).reshape(-1, 2)
 
 
-def frame_times(n_frames: int, device: torch.device | str | None = None) -> torch.Tensor:
-    """``(n_frames,)`` normalised times ``t = f / (F − 1)`` in [0, 1] (``t = 0`` for a single frame)."""
-    return torch.arange(n_frames, device=device, dtype=torch.float32) / max(n_frames - 1, 1)
+def frame_times(n_frames: int, device: torch.device | str | None = None, periodic: bool = False) -> torch.Tensor:
+    """``(n_frames,)`` normalised times ``t = f / (F − 1)`` in [0, 1] (``t = 0`` for a single frame), or with
+    ``periodic`` (the frames are one cycle) ``t = f / F`` in [0, 1)."""
+    span = n_frames if periodic else n_frames - 1
+    return torch.arange(n_frames, device=device, dtype=torch.float32) / max(span, 1)
+
+
+def time_encoding(degree: int, periodic: bool) -> FrequencyEncoding | PeriodicEncoding:
+    """The encoding of ``t``: octaves ``γ(t)`` (``1 + 2·degree`` values), or the cycle's harmonics ``1..degree``
+    (``2·degree``) when ``periodic``."""
+    return PeriodicEncoding(degree) if periodic else FrequencyEncoding(1, degree)
 
 
 def _mlp(dims: list[int]) -> nn.ModuleList:
@@ -73,12 +82,13 @@ class DeformationNet(nn.Module):
     ``forward(p (N,2) in [-1,1], t (N,1) or (1,1) in [0,1]) -> Δp (N,2)``.
     """
 
-    def __init__(self, space_degree: int = 10, time_degree: int = 6, width: int = 128, depth: int = 5):
+    def __init__(self, space_degree: int = 10, time_degree: int = 6, width: int = 128, depth: int = 5,
+                 periodic_time: bool = False):
         super().__init__()
         if depth < 1:
             raise ConfigError(f"DeformationNet depth must be >= 1, got {depth}")
         self.encode_p = FrequencyEncoding(2, space_degree)
-        self.encode_t = FrequencyEncoding(1, time_degree)
+        self.encode_t = time_encoding(time_degree, periodic_time)
         dims = [self.encode_p.output_dim + self.encode_t.output_dim] + [width] * (depth - 1) + [2]
         self.layers = _mlp(dims)
 
@@ -108,14 +118,15 @@ class CanonicalNet(nn.Module):
     """
 
     def __init__(
-        self, grid: GridEncoding, space_degree: int = 10, time_degree: int = 6, feature_dim: int = 128, hidden: int = 64
+        self, grid: GridEncoding, space_degree: int = 10, time_degree: int = 6, feature_dim: int = 128,
+        hidden: int = 64, periodic_time: bool = False
     ):
         super().__init__()
         if grid.input_dim != 2:
             raise ConfigError(f"CanonicalNet needs a 2-D grid encoding, got input_dim={grid.input_dim}")
         self.grid = grid
         self.encode_p = FrequencyEncoding(2, space_degree)
-        self.encode_t = FrequencyEncoding(1, time_degree)
+        self.encode_t = time_encoding(time_degree, periodic_time)
         self.feature_dim = int(feature_dim)
         self.in_dim = grid.output_dim + self.encode_p.output_dim + self.encode_t.output_dim + self.feature_dim
         self.sigma_net = _mlp([self.in_dim, hidden, hidden])
@@ -199,9 +210,10 @@ class DAINR(nn.Module):
             elif grid_kwargs:
                 raise ConfigError("pass either a grid or grid keyword arguments, not both")
             canonical = CanonicalNet(grid, space_degree, time_degree, feature_dim, hidden)
-        if (deformation.encode_p.degree, deformation.encode_t.degree) != (
+        if (deformation.encode_p.degree, deformation.encode_t.degree, type(deformation.encode_t)) != (
             canonical.encode_p.degree,
             canonical.encode_t.degree,
+            type(canonical.encode_t),
         ):
             raise ConfigError("the deformation and canonical nets must use the same space/time encoding degrees")
         self.canonical = canonical

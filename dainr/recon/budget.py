@@ -144,7 +144,7 @@ def bytes_per_point(config: Config) -> int:
     gradients), for the pure-torch grid backend (the largest)."""
     c = config.dainr
     g = c.grid
-    enc = 2 * (1 + 2 * c.space_degree) + 1 + 2 * c.time_degree
+    enc = 2 * (1 + 2 * c.space_degree) + (0 if c.periodic_time else 1) + 2 * c.time_degree
     feature_dim = FEATURE_CHANNELS if c.features.enabled else 0
     floats = 0
     floats += 3 * enc  # encodings (sin/cos, both nets)

@@ -103,20 +103,22 @@ class FrameSampler:
     """Seeded frame order: each epoch is a permutation of the training frames, consumed ``k`` at a time.
 
     With ``consecutive=True`` a step gets ``k`` neighbouring training frames in time order (a window starting at a
-    seeded random position, never wrapping), as the temporal regulariser needs.
+    seeded random position), as the temporal regulariser needs; the window never wraps past the last frame unless
+    ``wrap`` (a periodic cine, whose last frame neighbours its first).
     """
 
-    def __init__(self, frames: np.ndarray, seed: int, consecutive: bool = False):
+    def __init__(self, frames: np.ndarray, seed: int, consecutive: bool = False, wrap: bool = False):
         self.frames = np.asarray(frames)
         self.rng = np.random.default_rng(seed)
         self.queue: list[int] = []
-        self.consecutive = consecutive
+        self.consecutive, self.wrap = consecutive, wrap
 
     def take(self, k: int) -> list[int]:
         k = min(k, len(self.frames))
         if self.consecutive:
-            start = int(self.rng.integers(0, len(self.frames) - k + 1))
-            return [int(f) for f in self.frames[start:start + k]]
+            n = len(self.frames)
+            start = int(self.rng.integers(0, n if self.wrap else n - k + 1))
+            return [int(self.frames[(start + i) % n]) for i in range(k)]
         out: list[int] = []
         while len(out) < k:
             if not self.queue:
@@ -349,7 +351,8 @@ class DainrFit:
         self.fitted.inputs(self.fitted.matrix)
         self.step = DainrStep(self.fitted, loss_terms(c, DataTerm(problem, fit_mask, c.loss,
                                                                   c.preconditioned_gradient)), opt)
-        self.sampler = FrameSampler(train, config.seed, consecutive=self.step.consecutive_frames)
+        self.sampler = FrameSampler(train, config.seed, consecutive=self.step.consecutive_frames,
+                                    wrap=c.periodic_time)
         self.per_step = min(c.frames_per_step, len(train))
         self.selection = (HeldOutSelection(self.fitted, DataTerm(problem, val_mask, c.loss), c.patience)
                           if c.validation_fraction > 0 else None)

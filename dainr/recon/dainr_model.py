@@ -30,9 +30,9 @@ def build_model(c: DainrConfig, feature_dim: int) -> DAINR:
                         log2_hashmap_size=g.log2_table_size, gridtype=g.gridtype, init_scale=g.init_scale,
                         backend=g.backend)
     deform = DeformationNet(space_degree=c.space_degree, time_degree=c.time_degree, width=c.deformation_width,
-                            depth=c.deformation_depth)
+                            depth=c.deformation_depth, periodic_time=c.periodic_time)
     canon = CanonicalNet(grid, space_degree=c.space_degree, time_degree=c.time_degree, feature_dim=feature_dim,
-                         hidden=c.hidden)
+                         hidden=c.hidden, periodic_time=c.periodic_time)
     return DAINR(deform, canon)
 
 
@@ -63,7 +63,8 @@ class FittedDainr:
     config:
         The DA-INR settings it was built and fitted with.
     n_frames:
-        Frames of the cine (training and held-out); frame ``f`` is at time ``f / (n_frames − 1)``.
+        Frames of the cine (training and held-out); frame ``f`` is at time ``f / (n_frames − 1)``
+        (``f / n_frames`` with ``config.periodic_time``).
     train_frames:
         ``(T,)`` int, the frames whose data the fit used (every ``down_ratio``-th with temporal interpolation).
     matrix:
@@ -94,9 +95,9 @@ class FittedDainr:
         return self.support.device
 
     def times(self) -> torch.Tensor:
-        """``(n_frames,)`` frame times in [0, 1] on the device."""
+        """``(n_frames,)`` frame times in [0, 1] on the device (:func:`~dainr.model.networks.frame_times`)."""
         if "times" not in self._inputs:
-            self._inputs["times"] = frame_times(self.n_frames, self.device)
+            self._inputs["times"] = frame_times(self.n_frames, self.device, periodic=self.config.periodic_time)
         return self._inputs["times"]
 
     def inputs(self, matrix: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor | None]:

@@ -2,7 +2,9 @@
 
 Frame-time convention
 ---------------------
-The fit places frame ``f`` of ``F`` at time ``t = f / (F − 1)`` (:func:`~dainr.model.networks.frame_times`).
+The fit places frame ``f`` of ``F`` at time ``t = f / (F − 1)`` (:func:`~dainr.model.networks.frame_times`); with
+``dainr.periodic_time`` (the cine is one cycle) at ``t = f / F``, and ``N`` rendered frames then sample the whole
+cycle at ``t_k = k / N`` (position ``k·F/N``, the features blended between frame ``F − 1`` and frame 0 past the last).
 ``N`` rendered frames span the **same interval**, from the first acquired frame to the last: rendered frame ``k`` is
 at ``t_k = k / (N − 1)``, i.e. at the fractional source frame ``k·(F − 1)/(N − 1)`` (its *position*). Nothing is
 extrapolated past the last acquired frame (the model has never seen the part of the cardiac cycle between the last
@@ -56,19 +58,24 @@ class RenderedSlice:
     jacobian: np.ndarray | None = None
 
 
-def frame_positions(n_frames: int, n_render: int = 0) -> np.ndarray:
+def frame_positions(n_frames: int, n_render: int = 0, periodic: bool = False) -> np.ndarray:
     """``(N,)`` float64 fractional source frames of ``N = n_render`` frames (0: the ``n_frames`` acquired ones)
-    spread over the acquired frames' interval: ``k·(F − 1)/(N − 1)``."""
+    spread over the acquired frames' interval: ``k·(F − 1)/(N − 1)``; over the whole cycle when ``periodic``:
+    ``k·F/N``."""
     if not n_render or n_render == n_frames:
         return np.arange(n_frames, dtype=np.float64)
     # product first: a whole position (k = r·f) then divides exactly, so it gets its frame's own features
+    if periodic:
+        return np.arange(n_render) * n_frames / n_render
     return np.arange(n_render) * max(n_frames - 1, 0) / (n_render - 1)
 
 
-def render_times(n_frames: int, n_render: int, device: torch.device | str | None = None) -> torch.Tensor:
-    """``(N,)`` float32 times of the rendered frames: ``k / (N − 1)`` (the fit's own frame times when ``N = F``)."""
+def render_times(n_frames: int, n_render: int, device: torch.device | str | None = None,
+                 periodic: bool = False) -> torch.Tensor:
+    """``(N,)`` float32 times of the rendered frames: ``k / (N − 1)``, or ``k / N`` when ``periodic`` (the fit's own
+    frame times when ``N = F``; :func:`~dainr.model.networks.frame_times`)."""
     n = n_render or n_frames
-    return torch.arange(n, device=device, dtype=torch.float32) / max(n - 1, 1)
+    return torch.arange(n, device=device, dtype=torch.float32) / max(n if periodic else n - 1, 1)
 
 
 def support_at(fitted: FittedDainr, matrix: tuple[int, int]) -> torch.Tensor:
@@ -89,8 +96,9 @@ def render_frames(fitted: FittedDainr, n_render: int, matrix: tuple[int, int], c
     complex64 on the device, prepared units, zero outside the support. At an acquired frame the features are its
     own, between two acquired frames they are blended linearly (module docstring)."""
     coords, feats = fitted.inputs(matrix)
-    positions = frame_positions(fitted.n_frames, n_render)
-    times = render_times(fitted.n_frames, n_render, fitted.device)
+    periodic = fitted.config.periodic_time
+    positions = frame_positions(fitted.n_frames, n_render, periodic)
+    times = render_times(fitted.n_frames, n_render, fitted.device, periodic)
     last = fitted.n_frames - 1
     out = []
     for s in range(0, len(positions), chunk):
@@ -102,7 +110,8 @@ def render_frames(fitted: FittedDainr, n_render: int, matrix: tuple[int, int], c
                 w = float(x - lo)
                 f = feats[lo].float()
                 if w > 0:
-                    f = f * (1.0 - w) + feats[min(lo + 1, last)].float() * w
+                    after = (lo + 1) % fitted.n_frames if periodic else min(lo + 1, last)
+                    f = f * (1.0 - w) + feats[after].float() * w
                 parts.append(f)
             batch = torch.stack(parts)
         out.append(fitted.model.render(times[s:s + chunk], coords, batch, image_shape=matrix))
@@ -132,14 +141,15 @@ def render_slice(fitted: FittedDainr, request: RenderRequest, fov_mm: tuple[floa
     if request.frames and fitted.n_frames < 2:
         raise ConfigError("rendering another frame count needs a cine of at least 2 frames; this slice has 1")
     matrix = request.output_matrix(fitted.matrix)
-    positions = frame_positions(fitted.n_frames, request.frames)
+    periodic = fitted.config.periodic_time
+    positions = frame_positions(fitted.n_frames, request.frames, periodic)
     same = len(positions) == fitted.n_frames and matrix == tuple(fitted.matrix)
     if images is None or not same:
         images = render_frames(fitted, request.frames, matrix)
     out = RenderedSlice(images=images.detach().cpu().numpy().astype(np.complex64) * np.float32(fitted.scale),
                         positions=positions)
     if request.motion or request.jacobian:
-        times = render_times(fitted.n_frames, request.frames, fitted.device)
+        times = render_times(fitted.n_frames, request.frames, fitted.device, periodic)
         inside = support_at(fitted, matrix)
         if request.motion:
             u = displacement_mm(fitted.model, times, matrix, fov_mm) * inside
