@@ -26,7 +26,9 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable
 
@@ -69,12 +71,15 @@ def to_bart(prepared, work: Path) -> None:
 
 
 def pics(work: Path, lam: float, lam_w: float = 0.0, iters: int = ITERATIONS) -> np.ndarray:
-    """``bart pics`` on the cfl files in ``work``: ``(frames, H, W)`` complex64 in the prepared data's units."""
-    out = work / "pics"
+    """``bart pics`` on the cfl files in ``work``: ``(frames, H, W)`` complex64 in the prepared data's units (its output
+    file is named by the weights, so that several runs on one case can go at once)."""
+    out = work / f"pics_{lam:g}_{lam_w:g}".replace(".", "p")  # no dot: the cfl suffixes follow
     reg = ["-R", f"T:1024:0:{lam}"] + (["-R", f"W:3:0:{lam_w}"] if lam_w > 0 else [])
     subprocess.run(["bart", "pics", "-S", "-i", str(iters), *reg, "-t", str(work / "traj"),
                     str(work / "ksp"), str(work / "sens"), str(out)], check=True, capture_output=True)
     img = read_cfl(out)  # (x, y, 1, ..., frames)
+    for suffix in (".cfl", ".hdr"):
+        out.with_suffix(suffix).unlink(missing_ok=True)
     return np.ascontiguousarray(img.reshape(img.shape[0], img.shape[1], -1).transpose(2, 1, 0))
 
 
@@ -113,50 +118,82 @@ def climb(value: Callable[[int, int], float], start: tuple[int, int], shape: tup
     return cur
 
 
-class BartRuns:
-    """pics runs on the cases of a folder, cached by ``(case, λ_T, λ_W)`` in ``cache`` (JSON, written after each run).
+class Deadline(Exception):
+    """The search's time budget is spent: no new pics run starts (the cache keeps every finished one)."""
 
-    ``work``: a folder for the cfl files (one sub-folder per case, kept for the whole search).
+
+class BartRuns:
+    """pics runs on the cases of a folder, each cached as one JSON file in the folder ``cache`` (named by case and
+    weights), so that runs made on several machines merge by copying files and a stopped search resumes.
+
+    ``work``: a folder for the cfl files (one sub-folder per case, kept for the whole search). ``jobs``: pics runs
+    at a time (threads may ask for more; the rest wait). ``deadline``: a ``time.monotonic()`` after which no run
+    starts (:class:`Deadline` is raised instead); None = none.
     """
 
-    def __init__(self, cases_dir: Path, cache: Path, work: Path, log: Callable[[str], None] = print) -> None:
+    def __init__(self, cases_dir: Path, cache: Path, work: Path, log: Callable[[str], None] = print, jobs: int = 1,
+                 deadline: float | None = None) -> None:
         self.cases_dir, self.cache, self.work, self.log = cases_dir, cache, work, log
-        self.results: dict[str, dict] = json.loads(cache.read_text()) if cache.is_file() else {}
+        self.cache.mkdir(parents=True, exist_ok=True)
+        self.results: dict[str, dict] = {}
+        for f in self.cache.glob("*.json"):
+            doc = json.loads(f.read_text())
+            self.results[doc["key"]] = doc["result"]
         self.loaded: dict[str, tuple[Case, object, Path]] = {}
+        self.slots = threading.Semaphore(max(1, jobs))
+        self.lock = threading.Lock()
+        self.case_locks: dict[str, threading.Lock] = {}
+        self.deadline = deadline
 
     @staticmethod
     def key(name: str, lam_t: float, lam_w: float) -> str:
         return f"{name} {lam_t:g} {lam_w:g}"
 
     def _case(self, meta: dict) -> tuple[Case, object, Path]:
-        if meta["name"] not in self.loaded:
-            case = load_case(self.cases_dir, meta)
-            prepared = prepare(case.cine)
-            work = self.work / meta["name"]
-            work.mkdir(parents=True, exist_ok=True)
-            to_bart(prepared, work)
-            check_orientation(prepared, work)
-            self.loaded[meta["name"]] = (case, prepared, work)
+        with self.lock:
+            lock = self.case_locks.setdefault(meta["name"], threading.Lock())
+        with lock:
+            if meta["name"] not in self.loaded:
+                case = load_case(self.cases_dir, meta)
+                prepared = prepare(case.cine)
+                work = self.work / meta["name"]
+                work.mkdir(parents=True, exist_ok=True)
+                to_bart(prepared, work)
+                check_orientation(prepared, work)
+                self.loaded[meta["name"]] = (case, prepared, work)
         return self.loaded[meta["name"]]
 
     def run(self, meta: dict, lam_t: float, lam_w: float) -> dict:
         """``{"psnr", "ssim", "seconds"}`` of pics at ``(λ_T, λ_W)`` on the case ``meta`` (cached)."""
         k = self.key(meta["name"], lam_t, lam_w)
-        if k not in self.results:
-            case, prepared, work = self._case(meta)
+        if k in self.results:
+            return self.results[k]
+        case, prepared, work = self._case(meta)
+        with self.slots:
+            if k in self.results:  # another thread ran it while this one waited
+                return self.results[k]
+            if self.deadline is not None and time.monotonic() > self.deadline:
+                raise Deadline(k)
             t0 = time.perf_counter()
             img = pics(work, lam_t, lam_w) * prepared.scale
             sec = time.perf_counter() - t0
-            q = score(img, case)
-            self.results[k] = {"psnr": round(q.psnr, 3), "ssim": round(q.ssim, 4), "seconds": round(sec, 1)}
-            self.cache.parent.mkdir(parents=True, exist_ok=True)
-            self.cache.write_text(json.dumps(self.results, indent=0))
-            self.log(f"{k}: {q.psnr:.2f} dB {q.ssim:.4f} ({sec:.1f} s)")
-        return self.results[k]
+        q = score(img, case)
+        res = {"psnr": round(q.psnr, 3), "ssim": round(q.ssim, 4), "seconds": round(sec, 1)}
+        tmp = self.cache / f".{k.replace(' ', '__')}.tmp"
+        tmp.write_text(json.dumps({"key": k, "result": res}))
+        tmp.replace(self.cache / f"{k.replace(' ', '__')}.json")
+        with self.lock:
+            self.results[k] = res
+        self.log(f"{k}: {q.psnr:.2f} dB {q.ssim:.4f} ({sec:.1f} s)")
+        return res
 
     def value(self, metas: list[dict]) -> Callable[[int, int], float]:
-        """Mean PSNR over ``metas`` at grid point ``(i, j)``."""
-        return lambda i, j: float(np.mean([self.run(m, LAMBDA_T[i], LAMBDA_W[j])["psnr"] for m in metas]))
+        """Mean PSNR over ``metas`` at grid point ``(i, j)`` (the cases' runs go at once)."""
+        def mean_psnr(i: int, j: int) -> float:
+            with ThreadPoolExecutor(len(metas)) as pool:
+                res = list(pool.map(lambda m: self.run(m, LAMBDA_T[i], LAMBDA_W[j]), metas))
+            return float(np.mean([r["psnr"] for r in res]))
+        return mean_psnr
 
     def best_cached(self, meta: dict) -> tuple[int, int]:
         """The grid point with the highest cached PSNR on ``meta`` (``START`` when none is cached)."""
@@ -171,39 +208,71 @@ def _row(meta: dict, method: str, lam_t: float, lam_w: float, res: dict, **extra
             "seconds": res["seconds"], "lambda_t": lam_t, "lambda_w": lam_w, "device": "cpu", **extra}
 
 
+def _all(tasks: list[Callable[[], object]]) -> list[object]:
+    """Run the ``tasks`` in threads at once (their pics runs share :class:`BartRuns`' slots); results in order, or
+    :class:`Deadline` raised after all of them ended when any ran out of time."""
+    with ThreadPoolExecutor(max(1, len(tasks))) as pool:
+        futures = [pool.submit(t) for t in tasks]
+        out, late = [], None
+        for f in futures:
+            try:
+                out.append(f.result())
+            except Deadline as e:
+                late, _ = e, out.append(None)
+    if late is not None:
+        raise late
+    return out
+
+
 def run_bart(cases_dir: Path, cache: Path, work: Path, tune_groups: list[str], oracle: bool = True,
-             only=None) -> dict:
+             only=None, jobs: int = 1, budget: float = 0) -> dict:
     """Tune on each group of ``tune_groups`` (test on all other groups), then the oracle per case.
 
-    Returns ``{"tuning": [...], "rows": [...]}``: one tuning entry per group and cell (the chosen pair, the group's
-    mean PSNR/SSIM there); rows ``bart-tuned`` (with ``tuned_on``) for the test cases of each tuning group and
-    ``bart-oracle`` for every case when ``oracle``.
+    All climbs of a phase run at once (threads, ``jobs`` pics runs at a time): first the tuning climbs (one per group
+    and cell, on the mean PSNR over the group's cases in that cell, from ``START``), then the oracle climbs (one per
+    case, from its best cached pair). With ``budget`` > 0 no pics run starts after that many seconds: the result is
+    then marked ``complete: false`` (its rows hold what finished) and a later call resumes from the cache.
+
+    Returns ``{"tuning": [...], "rows": [...], "complete": bool}``: one tuning entry per group and cell (the chosen
+    pair, the group's mean PSNR/SSIM there); rows ``bart-tuned`` (with ``tuned_on``) for the test cases of each tuning
+    group and ``bart-oracle`` for every case when ``oracle``.
     """
     if shutil.which("bart") is None:
         raise SystemExit("bart not found: apt-get install bart")
-    runs = BartRuns(cases_dir, cache, work, log=lambda s: print(s, flush=True))
+    deadline = time.monotonic() + budget if budget > 0 else None
+    runs = BartRuns(cases_dir, cache, work, log=lambda s: print(s, flush=True), jobs=jobs, deadline=deadline)
     cases = case_list(cases_dir, only=only)
     shape = (len(LAMBDA_T), len(LAMBDA_W))
-    tuning, rows = [], []
-    for group in tune_groups:
-        tune = [c for c in cases if c["group"] == group]
-        previous: dict[float, tuple[int, int]] = {}  # per noise level, the optimum at the previous (higher) rate
-        for key in sorted({cell(c) for c in tune}, key=lambda k: (k[0], -k[1])):
-            metas = [c for c in tune if cell(c) == key]
-            i, j = climb(runs.value(metas), previous.get(key[0], START), shape)
-            previous[key[0]] = (i, j)
-            lt, lw = LAMBDA_T[i], LAMBDA_W[j]
-            res = [runs.run(m, lt, lw) for m in metas]
-            tuning.append({"group": group, "snr": key[0], "spokes": key[1], "lambda_t": lt, "lambda_w": lw,
-                           "psnr": round(float(np.mean([r["psnr"] for r in res])), 3),
-                           "ssim": round(float(np.mean([r["ssim"] for r in res])), 4),
-                           "cases": [m["name"] for m in metas], "edge": i in (0, shape[0] - 1) or j == shape[1] - 1})
-            for m in (c for c in cases if c["group"] != group and cell(c) == key):
-                rows.append(_row(m, "bart-tuned", lt, lw, runs.run(m, lt, lw), tuned_on=group))
+    tuning, rows, complete = [], [], True
+
+    def tune_cell(group: str, key: tuple[float, int]) -> None:
+        metas = [c for c in cases if c["group"] == group and cell(c) == key]
+        i, j = climb(runs.value(metas), START, shape)
+        lt, lw = LAMBDA_T[i], LAMBDA_W[j]
+        res = [runs.run(m, lt, lw) for m in metas]
+        tests = [m for m in cases if m["group"] != group and cell(m) == key]
+        tuning.append({"group": group, "snr": key[0], "spokes": key[1], "lambda_t": lt, "lambda_w": lw,
+                       "psnr": round(float(np.mean([r["psnr"] for r in res])), 3),
+                       "ssim": round(float(np.mean([r["ssim"] for r in res])), 4),
+                       "cases": [m["name"] for m in metas], "edge": i in (0, shape[0] - 1) or j == shape[1] - 1})
+        rows.extend(_row(m, "bart-tuned", lt, lw, runs.run(m, lt, lw), tuned_on=group) for m in tests)
+
+    def oracle_case(m: dict) -> None:
+        i, j = climb(runs.value([m]), runs.best_cached(m), shape)
+        rows.append(_row(m, "bart-oracle", LAMBDA_T[i], LAMBDA_W[j], runs.run(m, LAMBDA_T[i], LAMBDA_W[j]),
+                         edge=i in (0, shape[0] - 1) or j == shape[1] - 1))
+
+    phases = [[(lambda g=g, k=k: tune_cell(g, k)) for g in tune_groups
+               for k in sorted({cell(c) for c in cases if c["group"] == g}, key=lambda k: (k[0], -k[1]))]]
     if oracle:
-        for m in cases:
-            i, j = climb(runs.value([m]), runs.best_cached(m), shape)
-            rows.append(_row(m, "bart-oracle", LAMBDA_T[i], LAMBDA_W[j], runs.run(m, LAMBDA_T[i], LAMBDA_W[j]),
-                             edge=i in (0, shape[0] - 1) or j == shape[1] - 1))
+        phases.append([(lambda m=m: oracle_case(m)) for m in cases])
+    for tasks in phases:
+        try:
+            _all(tasks)
+        except Deadline:
+            complete = False
+            break
+    tuning.sort(key=lambda t: (t["group"], t["snr"], -t["spokes"]))
+    rows.sort(key=lambda r: (r["method"], r["case"], r.get("tuned_on", "")))
     return {"grid": {"lambda_t": LAMBDA_T, "lambda_w": LAMBDA_W, "iterations": ITERATIONS}, "tuning": tuning,
-            "rows": rows, "pics_runs": len(runs.results)}
+            "rows": rows, "pics_runs": len(runs.results), "complete": complete}

@@ -167,7 +167,9 @@ def main() -> int:
     b.add_argument("--tune-on", default="", help="groups to tune on, each in turn (default: every group)")
     b.add_argument("--no-oracle", action="store_true", help="skip the per-case oracle search")
     b.add_argument("--only", default="", help="comma-separated case-name patterns (fnmatch)")
-    b.add_argument("--cache", type=Path, help="pics results cache (default CASES/bart_runs.json)")
+    b.add_argument("--cache", type=Path, help="pics results cache folder (default CASES/bart_runs)")
+    b.add_argument("--jobs", type=int, default=1, help="pics runs at a time (each single-threaded: OMP_NUM_THREADS=1)")
+    b.add_argument("--budget", type=float, default=0, help="start no pics run after this many seconds (resume later)")
     b.add_argument("--json", type=Path, required=True)
     t = sub.add_parser("table")
     t.add_argument("files", type=Path, nargs="+", help="JSON of `run` and `bart` (and tune.py --test)")
@@ -187,8 +189,8 @@ def main() -> int:
 
         groups = [g for g in a.tune_on.split(",") if g] or sorted({c["group"] for c in case_list(a.cases)})
         with tempfile.TemporaryDirectory() as work:
-            out = run_bart(a.cases, a.cache or a.cases / "bart_runs.json", Path(work), groups, not a.no_oracle,
-                           name_filter(a.only))
+            out = run_bart(a.cases, a.cache or a.cases / "bart_runs", Path(work), groups, not a.no_oracle,
+                           name_filter(a.only), jobs=a.jobs, budget=a.budget)
         write_json(a.json, document(out.pop("rows"), **out))
     else:
         from table import cv_table
