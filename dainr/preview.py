@@ -167,10 +167,65 @@ def motion_overlay(image: np.ndarray, motion: np.ndarray, pixel_mm: tuple[float,
     return np.asarray(canvas)
 
 
-def write_motion_overlay(path: str | Path, image: np.ndarray, motion: np.ndarray, pixel_mm: tuple[float, float],
-                         **kwargs) -> Path:
-    """Write :func:`motion_overlay` of one frame as a PNG."""
+def motion_colour_bar(height: int, max_mm: float, width: int = 64) -> np.ndarray:
+    """``(height, width, 3)`` uint8: the overlay's colour scale, 0 at the bottom to ``max_mm`` at the top (the
+    colour :func:`motion_overlay` gives a displacement, at full opacity), with ticks at 0, half and ``max_mm``
+    labelled in mm."""
+    from PIL import Image, ImageDraw
+
+    bar_w, margin = 12, 9
+    v = np.linspace(1.0, 0.0, height - 2 * margin)
+    column = _to_uint8(_hot(0.35 + 0.65 * v))  # (h, 3)
+    out = np.zeros((height, width, 3), np.uint8)
+    out[margin:height - margin, 2:2 + bar_w] = column[:, None, :]
+    canvas = Image.fromarray(out)
+    draw = ImageDraw.Draw(canvas)
+    font = ImageFont.load_default(size=LABEL_HEIGHT - 8)
+    for frac in (0.0, 0.5, 1.0):
+        y = margin + (1.0 - frac) * (height - 2 * margin - 1)
+        draw.line([(2 + bar_w, y), (5 + bar_w, y)], fill=(255, 255, 255))
+        draw.text((7 + bar_w, y - 6), f"{frac * max_mm:.1f}", fill=(255, 255, 255), font=font)
+    return np.asarray(canvas)
+
+
+def motion_figure(panels: Sequence[tuple[str, np.ndarray, np.ndarray]], pixel_mm: tuple[float, float],
+                  step: int = 4, zoom: int = 0, max_mm: float = 0.0) -> np.ndarray:
+    """:func:`motion_overlay` panels side by side under their labels, on one colour scale, with its colour bar
+    (:func:`motion_colour_bar`, headed "|u| mm") at the right.
+
+    Parameters
+    ----------
+    panels:
+        ``(label, image (H, W), motion (2, H, W) mm)`` per panel, all of one matrix.
+    pixel_mm, step, zoom:
+        As :func:`motion_overlay`.
+    max_mm:
+        Displacement at the top of the scale (0: the largest of all panels).
+
+    Returns
+    -------
+    ``(LABEL_HEIGHT + H·zoom, n·W·zoom + bar, 3)`` uint8 RGB.
+    """
+    top = max_mm or max(max(float(np.hypot(m[0], m[1]).max()) for _, _, m in panels), 1e-12)
+    h, w = panels[0][1].shape
+    zoom = zoom or max(1, 384 // max(h, w))
+    row = np.concatenate([motion_overlay(img, m, pixel_mm, step=step, zoom=zoom, max_mm=top) for _, img, m in panels],
+                         axis=1)
+    bar = motion_colour_bar(row.shape[0], top)
+    body = np.concatenate([row, bar], axis=1)
+    strip = Image.new("RGB", (body.shape[1], LABEL_HEIGHT), (0, 0, 0))
+    draw = ImageDraw.Draw(strip)
+    font = ImageFont.load_default(size=LABEL_HEIGHT - 6)
+    for i, (label, _, _) in enumerate(panels):
+        draw.text((i * w * zoom + 4, 2), label, fill=(255, 255, 255), font=font)
+    draw.text((row.shape[1] + 2, 2), "|u| mm", fill=(255, 255, 255), font=font)
+    return np.concatenate([np.asarray(strip), body], axis=0)
+
+
+def write_motion_overlay(path: str | Path, panels: Sequence[tuple[str, np.ndarray, np.ndarray]],
+                         pixel_mm: tuple[float, float], **kwargs) -> Path:
+    """Write :func:`motion_figure` of ``panels`` as a PNG."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    iio.imwrite(path, motion_overlay(image, motion, pixel_mm, **kwargs))
+    iio.imwrite(path, motion_figure(panels, pixel_mm, **kwargs), extension=".png")
     return path
