@@ -7,7 +7,10 @@ Slices from every connection wait in one FIFO queue. Each device has one worker 
 By default a worker is a child process (``isolate``): a cancelled slice that does not stop within ``cancel_grace_s``
 (its optimisation reports progress only every ``dainr.log_every`` steps) has its process killed and restarted, so no
 client can keep a device busy after it left; a crash or an out-of-memory kill costs one slice, not the server; and
-memory a slice used returns to the system with the process. :func:`dainr.recon.reconstruct` also seeds PyTorch's
+memory a slice used returns to the system with the process. A worker process is started with the server (and again
+at once after a kill), pays the engine's start-up there (:func:`dainr.stream.startup.warm_up`: PyTorch, the engine,
+TorchDynamo, the device's CUDA context) and then serves job after job: no connection waits for an interpreter to
+start, only the first job of a process for what of that start-up is still under way. :func:`dainr.recon.reconstruct` also seeds PyTorch's
 process-global random generators, so two optimisations in one process would disturb each other's initialisation.
 In-process workers (threads, ``isolate=False``: one device only) start faster but cannot be stopped between two
 progress reports.
@@ -136,8 +139,20 @@ def _outcome(exc: BaseException) -> tuple[str, Any]:
     return "internal", (type(exc).__name__, details)
 
 
+def _warm_up(device: str) -> None:
+    """The engine's start-up for ``device``, before the first job; a failure here is met (and reported) by that job."""
+    from dainr.stream.startup import warm_up
+
+    try:
+        warm_up(device)
+    except Exception:  # noqa: BLE001 - see the docstring
+        log.debug("warm-up for %s failed", device, exc_info=True)
+
+
 def _process_main(conn: Any, device: str, cancel: Any) -> None:
-    """Body of a worker process: reconstruct what the parent sends until it sends None."""
+    """Body of a worker process: warm up (a job sent meanwhile waits in the pipe), then reconstruct what the parent
+    sends until it sends None."""
+    _warm_up(device)
     while True:
         msg = conn.recv()
         if msg is None:
@@ -169,6 +184,8 @@ class _Worker:
         self.cancelled_at: float | None = None
         self.process = None
         self.conn = None
+        #: Worker processes started so far (the first included): each job after the first reuses the process.
+        self.spawns = 0
         self.cancel = mp.get_context("spawn").Event() if isolate else None
         self.thread = threading.Thread(target=self._loop, name=f"dainr-worker-{device}", daemon=True)
 
@@ -183,6 +200,7 @@ class _Worker:
         self.process = ctx.Process(target=_process_main, args=(child, self.device, self.cancel),
                                    name=f"dainr-worker-{self.device}", daemon=True)
         self.process.start()
+        self.spawns += 1
         child.close()
         self.conn = parent
 
@@ -199,6 +217,8 @@ class _Worker:
         return None
 
     def _loop(self) -> None:
+        if not self.isolate:
+            _warm_up(self.device)
         while True:
             try:
                 item = self.pool._queue.get(timeout=1.0)
