@@ -59,9 +59,14 @@ def _cuda_devices(spec: str | None) -> list[str]:
 def _init_cuda(devices: list[str]) -> None:
     import torch
 
+    from dainr.recon.concurrent import empty_cache
+
     torch.cuda.init()
     for d in devices:
-        torch.empty(1, device=d)  # the context and the caching allocator of that GPU
+        # A first allocation creates the GPU's context (PyTorch's op releases the GIL meanwhile) ...
+        torch.empty(1, device=d)
+    # ... and is handed back, so the memory plan measures the same free memory as without a warm-up.
+    empty_cache()
 
 
 def warm_up(devices: str | None = "auto", report: StartupReport | None = None) -> StartupReport:
