@@ -10,7 +10,7 @@ In one process (each measured step a ``dainr`` subprocess):
 3. after ``--warm-wait`` seconds (0: at once, so the first connection meets a worker still warming up), one
    ``dainr replay`` after another, ``--connections`` times: each one's wall time from spawn to exit (the replay's
    own start-up included, so ``replay_startup`` measures a replay that finds no server: its start-up alone);
-4. from the server log: each slice's time on the device and the time from the end of its reconstruction to its
+4. from the server log: the worker process's start-up (imports, CUDA context), each slice's time on the device and the time from the end of its reconstruction to its
    images sent (goal: <= 0.3 s), per connection;
 5. every connection's pixels compared with ``dainr recon``'s (they must be identical).
 
@@ -41,6 +41,7 @@ sys.path.insert(0, str(REPO))
 from dainr.mrd import read_images  # noqa: E402
 
 SENT = re.compile(r"conn (\d+) \([^)]*\): slice (\d+) sent, (\d+) images, ([\d.]+) s after its reconstruction ended")
+READY = re.compile(r"the worker for \S+ is ready \(start-up ([\d.]+) s\)")
 DONE = re.compile(r"conn (\d+) \([^)]*\) slice (\d+): done on \S+ in ([\d.]+) s")
 
 
@@ -139,12 +140,15 @@ def main() -> int:
     for conn, _, seconds in DONE.findall(text):
         device.setdefault(int(conn), []).append(float(seconds))
     conns = sorted(sent)
+    result["worker_startup_seconds"] = [float(v) for v in READY.findall(text)]
     result.update(connection_wall_seconds=walls, identical_to_recon=identical,
                   per_connection=[{"connection": c, "device_seconds": device.get(c, []),
                                    "reconstruction_end_to_sent_seconds": sent[c]} for c in conns])
     (out / "serve_latency.json").write_text(json.dumps(result, indent=2))
     print(f"\nserver healthy after {result['serve_ready_seconds']:.2f} s; a replay's own start-up and exit "
-          f"{result['replay_startup_seconds']:.2f} s; dainr recon of the file {result['recon_wall_seconds']:.2f} s")
+          f"{result['replay_startup_seconds']:.2f} s; dainr recon of the file {result['recon_wall_seconds']:.2f} s; "
+          f"the worker's own start-up (in its process, from its spawn with the server): "
+          f"{result['worker_startup_seconds']} s")
     for k, c in enumerate(conns):
         print(f"connection {k + 1}: wall {walls[k] if k < len(walls) else float('nan'):.2f} s, on the device "
               f"{', '.join(f'{v:.2f}' for v in device.get(c, []))} s, reconstruction end -> images sent "
