@@ -3,6 +3,10 @@
 Start-up stays light: ``dainr --help`` imports no command module, and a command's module (``dainr.cli.<name>``) is
 imported only when that command runs or shows its help; heavy libraries (torch, ismrmrd) are imported inside the
 commands that need them. Ctrl-C at any point after start-up is one line and exit status 130.
+
+A whole ``dainr recon`` process ends at once when its command returns (:data:`EXIT_AT_ONCE`): its outputs are
+closed and renamed by then, so it flushes its output streams and leaves without the interpreter's and CUDA's
+teardown (0.3-1 s), and without waiting for a background thread that a Ctrl-C or an error left behind.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import argparse
 import gc
 import importlib
 import logging
+import os
 import sys
 import traceback
 from typing import Sequence
@@ -28,6 +33,11 @@ COMMANDS = {
     "replay": "stream a raw file to an MRD server (dainr serve, Gadgetron) and store the images",
     "config": "print the resolved configuration as YAML",
 }
+
+
+#: Commands whose process exits as soon as they return (see the module docstring): every file they write is complete
+#: (or removed) when they return, and they start no process that would outlive them.
+EXIT_AT_ONCE = frozenset({"recon"})
 
 
 def _parser(command: str | None = None) -> argparse.ArgumentParser:
@@ -55,12 +65,26 @@ def _command(argv: Sequence[str]) -> str | None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``dainr`` console script; returns the exit status."""
     try:
-        return _main(argv)
+        status = _main(argv)
     finally:
         if argv is None:  # this process's own command, which ends now: see below
             # The interpreter's shutdown would garbage-collect every object torch created (about 1 s); freezing
             # them skips that. Only for a whole process: in-process callers (tests) keep collecting.
             gc.freeze()
+    if argv is None and _command(sys.argv[1:]) in EXIT_AT_ONCE:
+        _exit_now(status)
+    return status
+
+
+def _exit_now(status: int) -> None:
+    """End this process with ``status`` now, its output streams and log handlers flushed first."""
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe or stream: nothing more can reach it
+            pass
+    os._exit(status)
 
 
 def _main(argv: Sequence[str] | None) -> int:

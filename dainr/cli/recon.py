@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -23,6 +24,7 @@ from dainr.cli.outputs import Output, add_overwrite_argument, check_outputs
 from dainr.config import DEFAULT_PRESET, METHODS, load_config
 from dainr.cli.render import add_render_arguments, render_request
 from dainr.errors import ConfigError, InputError
+from dainr.stream.startup import EngineStartup
 
 log = logging.getLogger(__name__)
 
@@ -200,77 +202,106 @@ def _reconstruct(jobs: list, plan, settings, show: bool) -> list:
     return outs
 
 
+class _Timeline:
+    """The phases of a run, ``(name, start, end)`` in ``time.time()`` seconds, for the report: with the start-up's
+    background phases, a benchmark accounts for every second from process start to exit."""
+
+    def __init__(self) -> None:
+        self.phases: list[tuple[str, float, float]] = []
+
+    @contextlib.contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        t = time.time()
+        try:
+            yield
+        finally:
+            self.phases.append((name, t, time.time()))
+
+    def report(self) -> list[list]:
+        return [[name, round(a, 3), round(b, 3)] for name, a, b in self.phases]
+
+
 def run(args: argparse.Namespace) -> int:
     t_run = time.perf_counter()
-    from dainr import mrd
-    from dainr.metrics import quality
-    from dainr.mrd.atomic import atomic_path
-    from dainr.mrd.images import image_file_groups
-    from dainr.preview import write_preview
-    from dainr.stream import ReconSettings, slice_jobs
+    timeline = _Timeline()
+    timeline.phases.append(("run() entered", time.time(), time.time()))
+    with timeline.phase("config and output checks"):
+        from dainr.stream import ReconSettings
 
-    overrides = list(args.overrides)
-    if args.method:
-        overrides.append(f"method={args.method}")
-    if args.device and "," not in args.device:  # a list of devices is the exam's, not one slice's config
-        overrides.append(f"device={args.device}")
-    if args.spokes_per_frame is not None:
-        overrides.append(f"binning.spokes_per_frame={args.spokes_per_frame}")
-    if args.frame_stride is not None:
-        overrides.append(f"binning.stride={args.frame_stride}")
-    preset = args.preset if args.preset is not None else default_preset(args.device or "auto")
-    cfg = load_config(preset, args.config, overrides)
-    inputs = [(args.input, "the input raw file")] + ([(args.truth, "the --truth file")] if args.truth else [])
-    check_outputs(_outputs(args), inputs, args.overwrite)
-    settings = ReconSettings(config=cfg, series_index=args.series, complex_output=args.complex,
-                             render=render_request(args))
-    if args.truth and (settings.render.frames or settings.render.matrix):
-        raise ConfigError("--truth compares the acquired frames and matrix; drop --render-frames/--render-matrix "
-                          "(render them afterwards from --save-model with dainr render)")
-    from dainr.recon.model_file import FittedStack
+        overrides = list(args.overrides)
+        if args.method:
+            overrides.append(f"method={args.method}")
+        if args.device and "," not in args.device:  # a list of devices is the exam's, not one slice's config
+            overrides.append(f"device={args.device}")
+        if args.spokes_per_frame is not None:
+            overrides.append(f"binning.spokes_per_frame={args.spokes_per_frame}")
+        if args.frame_stride is not None:
+            overrides.append(f"binning.stride={args.frame_stride}")
+        preset = args.preset if args.preset is not None else default_preset(args.device or "auto")
+        cfg = load_config(preset, args.config, overrides)
+        inputs = [(args.input, "the input raw file")] + ([(args.truth, "the --truth file")] if args.truth else [])
+        check_outputs(_outputs(args), inputs, args.overwrite)
+        settings = ReconSettings(config=cfg, series_index=args.series, complex_output=args.complex,
+                                 render=render_request(args))
+        if args.truth and (settings.render.frames or settings.render.matrix):
+            raise ConfigError("--truth compares the acquired frames and matrix; drop --render-frames/--render-matrix "
+                              "(render them afterwards from --save-model with dainr render)")
+        if (args.save_model is not None or args.warm_start) and cfg.method != "dainr":
+            raise ConfigError(f"--save-model and --warm-start need method dainr, not {cfg.method}")
+    # PyTorch, the engine and CUDA start while the input is read (dainr.stream.startup).
+    startup = EngineStartup(args.device or cfg.device)
+    with timeline.phase("read"):
+        from dainr import mrd
+        from dainr.stream import slice_jobs
 
-    models = FittedStack(save=args.save_model is not None, warm_start=args.warm_start)
-    if models.keep_model and cfg.method != "dainr":
-        raise ConfigError(f"--save-model and --warm-start need method dainr, not {cfg.method}")
-    series = mrd.read_raw(args.input, group=args.input_group,
-                          trajectory_override=mrd.TrajectoryOverride.from_config(cfg.trajectory),
-                          binning=mrd.Binning.from_config(cfg.binning))
-    # Numbered from the whole series, so a slice's image_index does not depend on which slices are reconstructed.
-    jobs = slice_jobs(series)
-    if args.slices:
-        wanted = set(args.slices)
-        missing = wanted - {j.cine.slice_index for j in jobs}
-        if missing:
-            raise InputError(f"--slice {sorted(missing)} not in the data (slices: "
-                             f"{[j.cine.slice_index for j in jobs]})")
-        jobs = [j for j in jobs if j.cine.slice_index in wanted]
-    truths = None
-    if args.truth:
-        positions = [[c.slice_index for c in series.slices].index(j.cine.slice_index) for j in jobs]
-        truths = _load_truth(args.truth, len(series.slices), positions)
-        for j, t in zip(jobs, truths):
-            c = j.cine
-            if t.shape != (c.n_frames, *c.matrix):
-                raise InputError(f"truth of slice {c.slice_index} has shape {t.shape}, the reconstruction "
-                                 f"{(c.n_frames, *c.matrix)}")
-
-    from dainr.stream.exam import plan_exam
+        series = mrd.read_raw(args.input, group=args.input_group,
+                              trajectory_override=mrd.TrajectoryOverride.from_config(cfg.trajectory),
+                              binning=mrd.Binning.from_config(cfg.binning))
+        # Numbered from the whole series, so a slice's image_index does not depend on which slices are reconstructed.
+        jobs = slice_jobs(series)
+        if args.slices:
+            wanted = set(args.slices)
+            missing = wanted - {j.cine.slice_index for j in jobs}
+            if missing:
+                raise InputError(f"--slice {sorted(missing)} not in the data (slices: "
+                                 f"{[j.cine.slice_index for j in jobs]})")
+            jobs = [j for j in jobs if j.cine.slice_index in wanted]
+        truths = None
+        if args.truth:
+            positions = [[c.slice_index for c in series.slices].index(j.cine.slice_index) for j in jobs]
+            truths = _load_truth(args.truth, len(series.slices), positions)
+            for j, t in zip(jobs, truths):
+                c = j.cine
+                if t.shape != (c.n_frames, *c.matrix):
+                    raise InputError(f"truth of slice {c.slice_index} has shape {t.shape}, the reconstruction "
+                                     f"{(c.n_frames, *c.matrix)}")
+    with timeline.phase("wait for the start-up"):
+        started = startup.wait()
 
     timings = {"imports_and_read": time.perf_counter() - t_run}
     t_plan = time.perf_counter()
-    plan = plan_exam([j.cine for j in jobs], cfg, args.device, args.concurrent_slices)
+    with timeline.phase("plan"):
+        from dainr.recon.model_file import FittedStack
+        from dainr.stream.exam import plan_exam
+
+        models = FittedStack(save=args.save_model is not None, warm_start=args.warm_start)
+        plan = plan_exam([j.cine for j in jobs], cfg, args.device, args.concurrent_slices)
     configs = list(plan.configs)
     timings["plan"] = time.perf_counter() - t_plan
     if args.preset is None and preset != DEFAULT_PRESET and cfg.method == "dainr":  # said once the work starts
         log.info("no CUDA GPU: using the preset %s (--preset %s runs the GPU preset on the CPU, far slower)",
                  preset, DEFAULT_PRESET)
     t_slices = time.perf_counter()
-    if models.keep_model:  # each slice's model kept (and, warm-started, the next one's start): one at a time
-        outs = _reconstruct_keeping_models(jobs, configs, settings, models, show=not args.quiet)
-    else:
-        outs = _reconstruct(jobs, plan, settings, show=not args.quiet)
+    with timeline.phase("slices"):
+        if models.keep_model:  # each slice's model kept (and, warm-started, the next one's start): one at a time
+            outs = _reconstruct_keeping_models(jobs, configs, settings, models, show=not args.quiet)
+        else:
+            outs = _reconstruct(jobs, plan, settings, show=not args.quiet)
     timings["slices"] = time.perf_counter() - t_slices
 
+    t_write = time.time()
+    if truths is not None:
+        from dainr.metrics import quality
     reports = []
     for i, (out, slice_cfg) in enumerate(zip(outs, configs)):
         cine, result = out.job.cine, out.result
@@ -287,26 +318,37 @@ def run(args: argparse.Namespace) -> int:
                          ssim_frames=[round(v, 4) for v in q.ssim_frames])
             line += f", PSNR {q.psnr:.2f} dB, SSIM {q.ssim:.4f}"
         reports.append(entry)
+        timeline.phases.append((f"slice {cine.slice_index} reconstructed", out.reconstructed_at,
+                                out.reconstructed_at))
         print(line)
 
     # The preview and the report wait under temporary names until the images are written: all or nothing.
+    from dainr.mrd.atomic import atomic_path
+    from dainr.mrd.images import image_file_groups
+
     add_group = args.output.exists() and image_file_groups(args.output) is not None
     with contextlib.ExitStack() as stack:
         if args.preview:
+            from dainr.preview import write_preview
+
             write_preview(stack.enter_context(atomic_path(args.preview)), [o.result.images for o in outs], truths,
                           fmt=args.preview.suffix.lower().lstrip("."), label=cfg.method,
                           row_names=[f"slice {o.job.cine.slice_index}" for o in outs] if len(outs) > 1 else None)
-        if args.report:
+        report_path = stack.enter_context(atomic_path(args.report)) if args.report else None
+        mrd.write_images(args.output, [im for o in outs for im in o.images], group=args.group,
+                         header_xml=series.header_xml, new_group=add_group, replace=args.overwrite)
+        if report_path is not None:  # renamed with the images' file, after it
+            timeline.phases.append(("write", t_write, time.time()))
+            timeline.phases.extend((f"background: {name}", a, b) for name, a, b in started.phases)
             report = {"input": str(args.input), "output": str(args.output), "group": args.group, "preset": cfg.preset,
                       "method": cfg.method, "config": cfg.to_dict(), "slices": reports, "devices": list(plan.devices),
-                      "concurrent_slices": plan.per_device, "timings": {k: round(v, 3) for k, v in timings.items()}}
+                      "concurrent_slices": plan.per_device, "timings": {k: round(v, 3) for k, v in timings.items()},
+                      "timeline": timeline.report()}
             report["timings"]["run"] = round(time.perf_counter() - t_run, 3)
             if truths is not None:
                 report["psnr"] = round(float(np.mean([r["psnr"] for r in reports])), 3)
                 report["ssim"] = round(float(np.mean([r["ssim"] for r in reports])), 4)
-            stack.enter_context(atomic_path(args.report)).write_text(json.dumps(report, indent=2))
-        mrd.write_images(args.output, [im for o in outs for im in o.images], group=args.group,
-                         header_xml=series.header_xml, new_group=add_group, replace=args.overwrite)
+            report_path.write_text(json.dumps(report, indent=2))
     kept = " (the file's other groups kept)" if add_group else ""
     print(f"wrote {sum(len(o.images) for o in outs)} images to {args.output} (group {args.group}, "
           f"image_{args.series}){kept}")

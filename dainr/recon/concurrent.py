@@ -19,6 +19,7 @@ the GPU; on the CPU nothing changes.
 from __future__ import annotations
 
 import contextlib
+import sys
 import threading
 from typing import Iterator
 
@@ -48,6 +49,19 @@ def seeded(seed: int) -> Iterator[None]:
         yield
 
 
+def _set_deterministic(on: bool, warn_only: bool) -> None:
+    """``torch.use_deterministic_algorithms(on, warn_only=warn_only)`` without its import of TorchInductor.
+
+    The public switch also sets ``torch._inductor.config.deterministic``, and importing that module imports
+    TorchDynamo, sympy and the compiler stack: 2-4 s of a process's start-up, for code that nothing here compiles.
+    The inductor flag is still set when something else already imported it.
+    """
+    inductor_config = sys.modules.get("torch._inductor.config")
+    if inductor_config is not None:
+        inductor_config.deterministic = on
+    torch._C._set_deterministic_algorithms(on, warn_only=warn_only)
+
+
 @contextlib.contextmanager
 def deterministic(on: bool) -> Iterator[None]:
     """PyTorch's deterministic algorithms (warn-only) while this block and any other thread's ``deterministic(True)``
@@ -57,9 +71,9 @@ def deterministic(on: bool) -> Iterator[None]:
         if _det_users == 0:
             _det_before = (torch.are_deterministic_algorithms_enabled(),
                            torch.is_deterministic_algorithms_warn_only_enabled())
-            torch.use_deterministic_algorithms(on, warn_only=True)
+            _set_deterministic(on, warn_only=True)
         elif on:
-            torch.use_deterministic_algorithms(True, warn_only=True)
+            _set_deterministic(True, warn_only=True)
         _det_users += 1
     try:
         yield
@@ -67,7 +81,7 @@ def deterministic(on: bool) -> Iterator[None]:
         with _det_lock:
             _det_users -= 1
             if _det_users == 0:
-                torch.use_deterministic_algorithms(_det_before[0], warn_only=_det_before[1])
+                _set_deterministic(*_det_before)
 
 
 def empty_cache() -> None:

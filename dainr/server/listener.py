@@ -264,7 +264,8 @@ class _Session:
             self.images += len(out.images)
             if self.first_image is None:
                 self.first_image = time.perf_counter() - self.t0
-            log.info("%s: slice %d sent, %d images", self.name, out.job.cine.slice_index, len(out.images))
+            log.info("%s: slice %d sent, %d images, %.3f s after its reconstruction ended", self.name,
+                     out.job.cine.slice_index, len(out.images), time.time() - out.reconstructed_at)
             out = None
 
     def _result(self, item: QueuedSlice):

@@ -7,7 +7,10 @@ Slices from every connection wait in one FIFO queue. Each device has one worker 
 By default a worker is a child process (``isolate``): a cancelled slice that does not stop within ``cancel_grace_s``
 (its optimisation reports progress only every ``dainr.log_every`` steps) has its process killed and restarted, so no
 client can keep a device busy after it left; a crash or an out-of-memory kill costs one slice, not the server; and
-memory a slice used returns to the system with the process. :func:`dainr.recon.reconstruct` also seeds PyTorch's
+memory a slice used returns to the system with the process. A worker process is started with the server (and again
+at once after a kill), pays the engine's start-up there (:func:`dainr.stream.startup.warm_up`: PyTorch, the engine,
+TorchDynamo, the device's CUDA context) and then serves job after job: no connection waits for an interpreter to
+start, only the first job of a process for what of that start-up is still under way. :func:`dainr.recon.reconstruct` also seeds PyTorch's
 process-global random generators, so two optimisations in one process would disturb each other's initialisation.
 In-process workers (threads, ``isolate=False``: one device only) start faster but cannot be stopped between two
 progress reports.
@@ -136,8 +139,23 @@ def _outcome(exc: BaseException) -> tuple[str, Any]:
     return "internal", (type(exc).__name__, details)
 
 
+def _warm_up(device: str) -> float:
+    """The engine's start-up for ``device``, before the first job; its seconds. A failure here is met (and reported)
+    by that job."""
+    from dainr.stream.startup import warm_up
+
+    t0 = time.perf_counter()
+    try:
+        warm_up(device)
+    except Exception:  # noqa: BLE001 - see the docstring
+        log.debug("warm-up for %s failed", device, exc_info=True)
+    return time.perf_counter() - t0
+
+
 def _process_main(conn: Any, device: str, cancel: Any) -> None:
-    """Body of a worker process: reconstruct what the parent sends until it sends None."""
+    """Body of a worker process: warm up (a job sent meanwhile waits in the pipe) and say so (``("ready",
+    seconds)``), then reconstruct what the parent sends until it sends None."""
+    conn.send(("ready", _warm_up(device)))
     while True:
         msg = conn.recv()
         if msg is None:
@@ -169,6 +187,10 @@ class _Worker:
         self.cancelled_at: float | None = None
         self.process = None
         self.conn = None
+        #: Worker processes started so far (the first included): each job after the first reuses the process.
+        self.spawns = 0
+        #: The worker (its current process) has paid the engine's start-up.
+        self.ready = False
         self.cancel = mp.get_context("spawn").Event() if isolate else None
         self.thread = threading.Thread(target=self._loop, name=f"dainr-worker-{device}", daemon=True)
 
@@ -183,6 +205,8 @@ class _Worker:
         self.process = ctx.Process(target=_process_main, args=(child, self.device, self.cancel),
                                    name=f"dainr-worker-{self.device}", daemon=True)
         self.process.start()
+        self.spawns += 1
+        self.ready = False
         child.close()
         self.conn = parent
 
@@ -198,11 +222,18 @@ class _Worker:
             return f"the worker for {self.device} is stuck in a cancelled reconstruction"
         return None
 
+    def _ready(self, seconds: float) -> None:
+        self.ready = True
+        log.info("the worker for %s is ready (start-up %.2f s)", self.device, seconds)
+
     def _loop(self) -> None:
+        if not self.isolate:
+            self._ready(_warm_up(self.device))
         while True:
             try:
                 item = self.pool._queue.get(timeout=1.0)
             except queue.Empty:
+                self._note_ready()
                 self._respawn_if_dead()
                 continue
             if item is None:
@@ -242,6 +273,17 @@ class _Worker:
         finally:
             self.current = self.started = self.cancelled_at = None
 
+    def _note_ready(self) -> None:
+        """An idle worker process's ``ready`` message, if it came."""
+        if self.isolate and self.conn is not None and not self.ready:
+            try:
+                if self.conn.poll():
+                    status, value = self.conn.recv()
+                    if status == "ready":
+                        self._ready(value)
+            except (EOFError, OSError):  # it died: _respawn_if_dead replaces it
+                pass
+
     def _respawn_if_dead(self) -> None:
         """An idle worker process that died (killed from outside, say) is replaced at once, not at the next job."""
         if self.isolate and self.process is not None and not self.process.is_alive() and not self.pool.closed:
@@ -279,21 +321,25 @@ class _Worker:
             self._spawn()
         try:
             self.conn.send((item.job, item.settings))
-            while not self.conn.poll(0.1):
-                if item.cancel.is_set():
-                    if self.cancelled_at is None:
-                        self.cancelled_at = time.monotonic()
-                        self.cancel.set()
-                    elif time.monotonic() - self.cancelled_at > self.pool.cancel_grace_s:
-                        code = self._kill()
-                        log.warning("%s: did not stop within %.1f s of being cancelled; its worker process for %s "
-                                    "was killed (exit code %s) and is restarted", item.label,
-                                    self.pool.cancel_grace_s, self.device, code)
-                        self._spawn()
-                        raise JobCancelled()
-                if not self.process.is_alive():
-                    raise EOFError
-            status, value = self.conn.recv()
+            status = "ready"
+            while status == "ready":  # the process's warm-up may end while this job waits in its pipe
+                while not self.conn.poll(0.1):
+                    if item.cancel.is_set():
+                        if self.cancelled_at is None:
+                            self.cancelled_at = time.monotonic()
+                            self.cancel.set()
+                        elif time.monotonic() - self.cancelled_at > self.pool.cancel_grace_s:
+                            code = self._kill()
+                            log.warning("%s: did not stop within %.1f s of being cancelled; its worker process for "
+                                        "%s was killed (exit code %s) and is restarted", item.label,
+                                        self.pool.cancel_grace_s, self.device, code)
+                            self._spawn()
+                            raise JobCancelled()
+                    if not self.process.is_alive():
+                        raise EOFError
+                status, value = self.conn.recv()
+                if status == "ready":
+                    self._ready(value)
         except (EOFError, OSError):
             code = self._kill()
             self._spawn()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable, Iterator
@@ -45,20 +46,26 @@ class SliceOutput:
         One ``ismrmrd.Image`` per frame, in frame order.
     result:
         The engine's result (``images`` ``(frames, H, W)`` complex64, method, seconds, iterations, info).
+    reconstructed_at:
+        When the engine returned the slice (``time.time()`` s): the images' latency is counted from there.
     """
 
     job: SliceJob
     images: list[ismrmrd.Image]
     result: ReconResult
+    reconstructed_at: float = 0.0
 
     def __reduce__(self):
         # Server workers in child processes send their output back pickled; ismrmrd.Image does not pickle on every
         # ismrmrd-python release, so the images travel in their wire form (header, attributes, pixels: lossless).
-        return _output_from_wire, (self.job, [image_to_bytes(im) for im in self.images], self.result)
+        return _output_from_wire, (self.job, [image_to_bytes(im) for im in self.images], self.result,
+                                   self.reconstructed_at)
 
 
-def _output_from_wire(job: SliceJob, images: list[bytes], result: ReconResult) -> SliceOutput:
-    return SliceOutput(job=job, images=[image_from_bytes(b) for b in images], result=result)
+def _output_from_wire(job: SliceJob, images: list[bytes], result: ReconResult,
+                      reconstructed_at: float = 0.0) -> SliceOutput:
+    return SliceOutput(job=job, images=[image_from_bytes(b) for b in images], result=result,
+                       reconstructed_at=reconstructed_at)
 
 
 def host_memory_available() -> int | None:
@@ -157,8 +164,9 @@ def reconstruct_slice(job: SliceJob, settings: ReconSettings, progress: Progress
             log.info("slice %d: waited %.1f s for the GPU", job.cine.slice_index, waited)
         result = reconstruct(job.cine, config, progress=progress, keep_model=keep_model,
                              render=settings.render if settings.render.needs_model else None, init_state=init_state)
+    done = time.time()
     result.info["wait_seconds"] = round(waited, 3)
-    return SliceOutput(job=job, images=slice_images(job, result, settings), result=result)
+    return SliceOutput(job=job, images=slice_images(job, result, settings), result=result, reconstructed_at=done)
 
 
 def slice_images(job: SliceJob, result: ReconResult, settings: ReconSettings) -> list[ismrmrd.Image]:
