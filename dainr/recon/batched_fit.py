@@ -127,9 +127,9 @@ class BatchedStep:
         self.buffers = {f"model.{k}": v for k, v in first.fitted.model.named_buffers()}  # the same for every slice
         self.renderer = _shell(_Renderer(first.fitted.model))
         ops = [f.step.terms[0].problem.op for f in fits]
+        self.op = _shell(ops[0])  # before the buffers become views (a copy of a view would copy the whole stack)
         _, self.op_buffers = stack_module_state(ops)
         _share(ops, self.op_buffers)
-        self.op = _shell(ops[0])
         problems = [f.step.terms[0].problem for f in fits]
         self.kspace = torch.stack([p.kspace for p in problems])
         self.fit_mask = torch.stack([f.step.terms[0].mask for f in fits])

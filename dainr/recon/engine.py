@@ -110,9 +110,10 @@ def reconstruct_batch(cines: Sequence[CineData], config: Config,
         device = resolve_device(config.device)
         with concurrent.futures.ThreadPoolExecutor(min(len(cines), os.cpu_count() or 1)) as pool:
             preps = list(pool.map(lambda c: _prepare(c, config, device), cines))
+        # Every slice's memory plan against the memory free before any of them is set up, as alone.
+        configs = [fit_to_device(prepared.cine, config, device) for prepared, _ in preps]
         fits = []
-        for (prepared, info), prog in zip(preps, progress):
-            slice_config = fit_to_device(prepared.cine, config, device)
+        for (prepared, info), slice_config, prog in zip(preps, configs, progress):
             info["frames_per_step"] = slice_config.dainr.frames_per_step
             fits.append(DainrFit(prepared, slice_config, device, prog))
         results, sizes = fit_batch(fits)
