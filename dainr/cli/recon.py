@@ -43,8 +43,13 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--device", help="cpu, cuda (every GPU), cuda:N, a list (cuda:0,1) or auto (default: the "
                                     "preset's, auto: every GPU, else the CPU); slices spread over the devices")
     p.add_argument("--concurrent-slices", type=int, metavar="N",
-                   help="slices reconstructed at once on each device (default: as many as fit the GPU memory, at "
-                        "most 6; 1 on the CPU); each slice's images are those it gets alone")
+                   help="fits (slices alone, or batches of --batch-slices) run at once on each device (default: as "
+                        "many as fit the GPU memory, at most 6; 1 on the CPU); each slice's images are those it gets "
+                        "alone")
+    p.add_argument("--batch-slices", type=int, metavar="N",
+                   help="DA-INR: fit up to N slices of the same shape together in one batched step (default: as many "
+                        "as fit the GPU memory, at most 6; 1 on the CPU); 1 fits every slice alone (its images then "
+                        "exactly those it gets alone; batched, they agree to float tolerance on a GPU)")
     p.add_argument("--input-group", default="dataset", help="HDF5 group of the raw data (default dataset)")
     p.add_argument("--group", default="dataset",
                    help="HDF5 group for the output images; the file's other groups are kept (default dataset)")
@@ -285,7 +290,8 @@ def run(args: argparse.Namespace) -> int:
         from dainr.stream.exam import plan_exam
 
         models = FittedStack(save=args.save_model is not None, warm_start=args.warm_start)
-        plan = plan_exam([j.cine for j in jobs], cfg, args.device, args.concurrent_slices)
+        plan = plan_exam([j.cine for j in jobs], cfg, args.device, args.concurrent_slices,
+                         args.batch_slices)
     configs = list(plan.configs)
     timings["plan"] = time.perf_counter() - t_plan
     if args.preset is None and preset != DEFAULT_PRESET and cfg.method == "dainr":  # said once the work starts
@@ -342,7 +348,8 @@ def run(args: argparse.Namespace) -> int:
             timeline.phases.extend((f"background: {name}", a, b) for name, a, b in started.phases)
             report = {"input": str(args.input), "output": str(args.output), "group": args.group, "preset": cfg.preset,
                       "method": cfg.method, "config": cfg.to_dict(), "slices": reports, "devices": list(plan.devices),
-                      "concurrent_slices": plan.per_device, "timings": {k: round(v, 3) for k, v in timings.items()},
+                      "concurrent_slices": plan.per_device, "batch_slices": plan.batch,
+                      "timings": {k: round(v, 3) for k, v in timings.items()},
                       "timeline": timeline.report()}
             report["timings"]["run"] = round(time.perf_counter() - t_run, 3)
             if truths is not None:

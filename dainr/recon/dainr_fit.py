@@ -205,10 +205,14 @@ class HeldOutSelection:
 
     def check(self, step: int) -> None:
         """Validate the model's current weights after ``step`` steps."""
-        v = self.loss()
+        self.record(step, self.loss(), self.fitted.model.parameters())
+
+    def record(self, step: int, v: float, weights) -> None:
+        """Record the held-out loss ``v`` of ``weights`` (the model's parameters in order) after ``step`` steps: a
+        copy of them is kept when ``v`` is the lowest so far (a batched fit computes ``v`` itself)."""
         self.history.append((step, v))
         if v < self.best_value:
-            self.best = [p.detach().clone() for p in self.fitted.model.parameters()]
+            self.best = [p.detach().clone() for p in weights]
             self.best_value, self.best_step, self.since = v, step, 0
         else:
             self.since += 1

@@ -35,8 +35,14 @@ def build_optimizer(model: DAINR, c: DainrConfig, device: torch.device, fused: b
     ``lr_scale`` is applied by :func:`set_lr`). With ``capturable`` (a CUDA graph) the lr is a tensor updated in place."""
     grid = list(model.canonical.grid.parameters())
     in_grid = {id(p) for p in grid}
-    groups = [{"params": grid, "lr_scale": c.grid_lr_scale},
-              {"params": [p for p in model.parameters() if id(p) not in in_grid], "lr_scale": 1.0}]
+    return grouped_adamw(grid, [p for p in model.parameters() if id(p) not in in_grid], c, device, fused, capturable)
+
+
+def grouped_adamw(grid: list[torch.Tensor], rest: list[torch.Tensor], c: DainrConfig, device: torch.device,
+                  fused: bool, capturable: bool) -> torch.optim.AdamW:
+    """:func:`build_optimizer` from the two parameter lists: ``grid`` (the grid table) and ``rest`` (the MLPs); also
+    used for the stacked parameters of a batched fit (:mod:`dainr.recon.batched_fit`)."""
+    groups = [{"params": grid, "lr_scale": c.grid_lr_scale}, {"params": rest, "lr_scale": 1.0}]
     for g in groups:
         lr = c.lr * g["lr_scale"]
         g["lr"] = torch.tensor(lr, device=device) if capturable else lr
@@ -112,9 +118,12 @@ class StepGraph:
     Several threads may fit at once: each captures on its own side stream in ``thread_local`` mode, so the other
     threads' steps and allocations go on meanwhile, one capture at a time in the process
     (:data:`dainr.recon.concurrent.device_wide`).
+
+    ``step`` may be anything with ``loss(idx) -> scalar`` and ``optimizer``: a batched step over slices
+    (:class:`~dainr.recon.batched_fit.BatchedStep`) passes ``batch = (slices, frames)`` and nested frame lists.
     """
 
-    def __init__(self, step: DainrStep, batch: int, device: torch.device, warmup: list[list[int]]):
+    def __init__(self, step: DainrStep, batch: int | tuple[int, ...], device: torch.device, warmup: list[list]):
         self.idx = torch.zeros(batch, dtype=torch.long, device=device)
         opt = step.optimizer
         side = torch.cuda.Stream(device)

@@ -10,7 +10,7 @@ same pixels and headers for the same data and config.
 * :class:`ReconSettings` — config tree + output options, from a preset/YAML/overrides or ``<property>`` items;
 * :func:`slice_jobs`, :class:`SliceCollector` — a series or a stream -> numbered :class:`SliceJob` s;
 * :func:`reconstruct_slice` — one slice -> :class:`SliceOutput` (its ``ismrmrd.Image`` s); :func:`stream_images`
-  over a whole stream;
+  over a whole stream; :func:`reconstruct_slices` — several slices with their DA-INR fits batched;
 * :mod:`dainr.stream.device_lock` — one reconstruction per GPU at a time, across processes;
 * :mod:`dainr.stream.protocol` — the MRD/Gadgetron wire format.
 """
@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from dainr.stream.collector import SliceCollector, SliceJob, slice_jobs
-    from dainr.stream.pipeline import SliceOutput, new_collector, reconstruct_slice, stream_images
+    from dainr.stream.pipeline import (SliceOutput, new_collector, reconstruct_slice, reconstruct_slices,
+                                       stream_images)
     from dainr.stream.settings import ReconSettings, properties_from_element, properties_from_xml
 
 #: Where each name lives. They are imported on first use, so that the light modules (the wire format, the
@@ -29,7 +30,7 @@ _EXPORTS = {
     "ReconSettings": "settings", "properties_from_element": "settings", "properties_from_xml": "settings",
     "SliceCollector": "collector", "SliceJob": "collector", "slice_jobs": "collector",
     "SliceOutput": "pipeline", "new_collector": "pipeline", "reconstruct_slice": "pipeline",
-    "stream_images": "pipeline",
+    "reconstruct_slices": "pipeline", "stream_images": "pipeline",
 }
 
 __all__ = sorted(_EXPORTS)

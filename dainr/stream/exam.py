@@ -1,16 +1,21 @@
 """A whole exam in one process: several slices in flight on each device, spread over one or several devices.
 
 One 128² slice leaves a GPU mostly idle (thousands of tiny kernels a step), and its CPU-side preparation leaves it
-idle altogether. :func:`run_exam` therefore runs ``per_device`` slices at once on every device, each slice in a
-thread of its own that drives a CUDA stream of its own (:func:`~dainr.stream.pipeline.reconstruct_slice`): the
-kernels of several slices share the GPU, and one slice's reading of its data, preparation and image building overlap
-the others' fitting. The slices wait in one queue in exam order and each free thread takes the next, so slices spread
-over several devices as the devices free up. Each slice's images are those it gets alone on any device of the same
-kind (:mod:`dainr.recon.concurrent`), and they come back in exam order.
+idle altogether. :func:`run_exam` therefore fits slices of the same shape and settings together, up to
+``plan.batch`` in one batched optimisation step (:mod:`dainr.recon.batched_fit`: one kernel for all of them), and
+runs ``per_device`` such fits (batches, or slices alone) at once on every device, each in a thread of its own that
+drives a CUDA stream of its own (:func:`~dainr.stream.pipeline.reconstruct_slices`,
+:func:`~dainr.stream.pipeline.reconstruct_slice`): the kernels of several fits share the GPU, and one fit's reading
+of its data, preparation and image building overlap the others' fitting. The batches wait in one queue in exam order
+and each free thread takes the next, so they spread over several devices as the devices free up. A slice fitted alone
+gets the images it gets alone on any device of the same kind (:mod:`dainr.recon.concurrent`); a batched slice gets
+them bit for bit on the CPU and to float tolerance on a GPU (``--batch-slices 1`` fits every slice alone). The
+images come back in exam order.
 
 :func:`plan_exam` decides the devices, each slice's config (fitted to the device memory, as one slice alone would
-be) and how many slices run at once per device: as many as the memory plan (:mod:`dainr.recon.budget`) fits, at
-most :data:`MAX_DEFAULT_PER_GPU`, or the number asked for when it fits; one on the CPU unless asked.
+be), the batch size and how many fits run at once per device: as many as the memory plan
+(:mod:`dainr.recon.budget`) fits, at most :data:`MAX_DEFAULT_BATCH` slices a batch and :data:`MAX_DEFAULT_PER_GPU`
+fits at once, or the numbers asked for when they fit; one slice at a time on the CPU unless asked.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from dainr.config import Config
 from dainr.data import CineData
 from dainr.errors import ConfigError, DainrError
 from dainr.stream.collector import SliceJob
-from dainr.stream.pipeline import SliceOutput, reconstruct_slice
+from dainr.stream.pipeline import SliceOutput, reconstruct_slice, reconstruct_slices
 from dainr.stream.settings import ReconSettings
 
 log = logging.getLogger(__name__)
@@ -36,6 +41,10 @@ log = logging.getLogger(__name__)
 #: Slices in flight per GPU when none is asked for (fewer when the memory plan fits fewer). Each thread also runs its
 #: slice's Python loop under the GIL (validation renders are eager), which bounds the useful number.
 MAX_DEFAULT_PER_GPU = 6
+
+#: Slices fitted together in one batched step (:mod:`dainr.recon.batched_fit`) when none is asked for (fewer when
+#: the memory plan fits fewer). With 12 slices this makes two batches of 6 in flight at once on one GPU.
+MAX_DEFAULT_BATCH = 6
 
 #: progress(slice position in the exam, step, total, message)
 ExamProgress = Callable[[int, int, int, str], None]
@@ -54,7 +63,7 @@ class ExamPlan:
     devices:
         One entry per device (``("cuda:0", "cuda:1")``; ``("cpu",)``; ``cpu`` may repeat: several CPU workers).
     per_device:
-        Slices in flight on each device at once.
+        Fits in flight on each device at once (each a slice alone, or a batch of up to ``batch`` slices).
     configs:
         Each slice's config, in exam order: the requested one, with fewer ``dainr.frames_per_step`` where a slice
         alone does not fit the smallest device's memory.
@@ -62,6 +71,8 @@ class ExamPlan:
         Free memory of the device with the least, when the plan was made; None on the CPU.
     slice_bytes:
         Predicted peak memory of the largest slice (:func:`dainr.recon.budget.estimate_memory`); None on the CPU.
+    batch:
+        Slices fitted together in one batched step at most (:func:`batches`); 1: every slice alone.
     """
 
     devices: tuple[str, ...]
@@ -69,11 +80,33 @@ class ExamPlan:
     configs: tuple[Config, ...]
     free_bytes: int | None = None
     slice_bytes: int | None = None
+    batch: int = 1
 
     @property
     def slots(self) -> int:
-        """Slices in flight at once over all devices."""
+        """Fits in flight at once over all devices."""
         return len(self.devices) * self.per_device
+
+
+def batches(cines: Sequence[CineData], configs: Sequence[Config], size: int) -> list[list[int]]:
+    """The exam's slices (positions) grouped into batches of at most ``size`` that can share a batched DA-INR step:
+    the same method ``dainr``, the same config and the same data shape (frames, coils, spokes, samples, matrix). A
+    batch is filled in exam order and ordered by its first slice; a slice that matches no other is a batch of one
+    (it runs alone). Whether the prepared slices really agree is checked again before fitting
+    (:func:`dainr.recon.batched_fit.batch_key`)."""
+    out: list[list[int]] = []
+    open_: dict[tuple, list[int]] = {}
+    for i, (cine, cfg) in enumerate(zip(cines, configs)):
+        if size <= 1 or cfg.method != "dainr":
+            out.append([i])
+            continue
+        key = (repr(cfg), cine.kspace.shape, tuple(cine.matrix))
+        group = open_.get(key)
+        if group is None or len(group) >= size:
+            group = open_[key] = []
+            out.append(group)
+        group.append(i)
+    return out
 
 
 def _slice_bytes(cine: CineData, config: Config) -> int:
@@ -84,7 +117,7 @@ def _slice_bytes(cine: CineData, config: Config) -> int:
 
 
 def plan_exam(cines: Sequence[CineData], config: Config, devices: str | None = None,
-              per_device: int | None = None) -> ExamPlan:
+              per_device: int | None = None, batch_slices: int | None = None) -> ExamPlan:
     """Plan the reconstruction of ``cines`` (in exam order) before any optimisation starts (INPUT_POLICY.md §9).
 
     Parameters
@@ -97,13 +130,18 @@ def plan_exam(cines: Sequence[CineData], config: Config, devices: str | None = N
         A device spec (:func:`dainr.recon.device.resolve_devices`: ``auto``, ``cpu``, ``cuda`` = every GPU,
         ``cuda:0,1``, ``cpu,cpu``); default ``config.device``.
     per_device:
-        Slices in flight per device; default: as many as fit the memory, at most :data:`MAX_DEFAULT_PER_GPU`, on a
-        GPU, and 1 on the CPU. A number larger than fits is lowered to what fits (a warning).
+        Fits (slices alone or batches) in flight per device; default: as many as fit the memory, at most
+        :data:`MAX_DEFAULT_PER_GPU`, on a GPU, and 1 on the CPU. A number larger than fits is lowered to what fits
+        (a warning).
+    batch_slices:
+        Slices fitted together in one batched step at most; default: as many as fit the memory, at most
+        :data:`MAX_DEFAULT_BATCH` and an even share of the slices per device, on a GPU, and 1 on the CPU. A number
+        larger than fits is lowered to what fits (a warning). The memory of a batch is its slices' memory.
 
     Raises
     ------
     ConfigError
-        A bad device spec or ``per_device`` below 1.
+        A bad device spec, or ``per_device`` or ``batch_slices`` below 1.
     ResourceError
         A slice that does not fit even alone at one frame per step.
     """
@@ -114,28 +152,44 @@ def plan_exam(cines: Sequence[CineData], config: Config, devices: str | None = N
 
     if per_device is not None and per_device < 1:
         raise ConfigError(f"--concurrent-slices must be >= 1, got {per_device}")
+    if batch_slices is not None and batch_slices < 1:
+        raise ConfigError(f"--batch-slices must be >= 1, got {batch_slices}")
     names = resolve_devices(devices or config.device)
     free = [device_free_bytes(torch.device(d)) for d in names]
     least = None if None in free else min(free)
     configs = tuple(fit_to_device(cine, config, torch.device(names[0]), free_bytes=least) for cine in cines)
+    share = math.ceil(len(cines) / len(names)) if cines else 1  # slices per device
     slice_bytes = None
     if least is None:
+        batch = min(batch_slices or 1, share)
         n = per_device or 1
     else:
         slice_bytes = max((_slice_bytes(c, cfg) for c, cfg in zip(cines, configs)), default=0)
-        fits = max(1, int(least * USABLE_FRACTION) // max(slice_bytes, 1))
+        fits = max(1, int(least * USABLE_FRACTION) // max(slice_bytes, 1))  # slices at once in the memory
+        batch = min(batch_slices or MAX_DEFAULT_BATCH, fits, share)
+        if batch_slices is not None and batch_slices > fits:
+            log.warning("--batch-slices %d: only %d slice(s) of this exam fit the GPU memory at once; batching %d",
+                        batch_slices, fits, fits)
+        fits //= max(batch, 1)  # batches at once
         n = min(per_device or MAX_DEFAULT_PER_GPU, fits)
         if per_device is not None and per_device > fits:
-            log.warning("--concurrent-slices %d: only %d slice(s) of this exam fit the GPU memory at once; running %d",
-                        per_device, fits, fits)
-    n = max(1, min(n, math.ceil(len(cines) / len(names)) if cines else 1))
-    return ExamPlan(devices=tuple(names), per_device=n, configs=configs, free_bytes=least, slice_bytes=slice_bytes)
+            log.warning("--concurrent-slices %d: only %d %s of this exam fit the GPU memory at once; running %d",
+                        per_device, fits, "slice(s)" if batch == 1 else f"batch(es) of {batch} slices", fits)
+    batch = max(1, batch)
+    units = len(batches(cines, configs, batch)) if cines else 1
+    n = max(1, min(n, math.ceil(units / len(names))))
+    return ExamPlan(devices=tuple(names), per_device=n, configs=configs, free_bytes=least, slice_bytes=slice_bytes,
+                    batch=batch)
 
 
 def run_exam(jobs: Sequence[SliceJob], plan: ExamPlan, settings: ReconSettings,
              progress: ExamProgress | None = None) -> Iterator[SliceOutput]:
     """Reconstruct ``jobs`` as ``plan`` says; yields each slice's :class:`SliceOutput` in exam order, each as soon as
     it and every slice before it are done.
+
+    The slices are fitted in the batches of :func:`batches` (``plan.batch`` slices at most; a batch of one runs
+    :func:`~dainr.stream.pipeline.reconstruct_slice`, a larger one
+    :func:`~dainr.stream.pipeline.reconstruct_slices`); each free thread takes the next batch.
 
     A failed slice stops the exam: the slices still queued never start, the running ones stop at their next
     progress report, and the failure is raised when its turn comes (the earlier slices are yielded first). Closing
@@ -155,9 +209,9 @@ def run_exam(jobs: Sequence[SliceJob], plan: ExamPlan, settings: ReconSettings,
     if len(jobs) != len(plan.configs):
         raise ValueError(f"{len(jobs)} jobs but a plan for {len(plan.configs)} slices")
     futures = [concurrent.futures.Future() for _ in jobs]
-    todo: queue.SimpleQueue[int] = queue.SimpleQueue()
-    for i in range(len(jobs)):
-        todo.put(i)
+    todo: queue.SimpleQueue[list[int]] = queue.SimpleQueue()
+    for unit in batches([j.cine for j in jobs], plan.configs, plan.batch):
+        todo.put(unit)
     stop = threading.Event()
 
     def report(i: int) -> Callable[[int, int, str], None]:
@@ -172,19 +226,26 @@ def run_exam(jobs: Sequence[SliceJob], plan: ExamPlan, settings: ReconSettings,
     def serve(device: str) -> None:
         while not stop.is_set():
             try:
-                i = todo.get_nowait()
+                unit = todo.get_nowait()
             except queue.Empty:
                 return
-            if not futures[i].set_running_or_notify_cancel():
+            unit = [i for i in unit if futures[i].set_running_or_notify_cancel()]
+            if not unit:
                 continue
             try:
-                out = reconstruct_slice(jobs[i], dataclasses.replace(settings, config=plan.configs[i]),
-                                        progress=report(i), device=device)
+                unit_settings = dataclasses.replace(settings, config=plan.configs[unit[0]])
+                if len(unit) == 1:
+                    outs = [reconstruct_slice(jobs[unit[0]], unit_settings, progress=report(unit[0]), device=device)]
+                else:
+                    outs = reconstruct_slices([jobs[i] for i in unit], unit_settings,
+                                              progress=[report(i) for i in unit], device=device)
             except BaseException as exc:  # noqa: BLE001 - the consumer raises it in exam order
-                futures[i].set_exception(exc)
+                for i in unit:
+                    futures[i].set_exception(exc)
                 stop.set()  # after recording the failure: a slice stopped by it finds it recorded
             else:
-                futures[i].set_result(out)
+                for i, out in zip(unit, outs):
+                    futures[i].set_result(out)
 
     # Interleaved over devices, so the first slices spread over all of them.
     slots = [d for _ in range(plan.per_device) for d in plan.devices]

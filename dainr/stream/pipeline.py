@@ -12,7 +12,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Sequence
 
 from dainr.config import Config
 from dainr.data import ReconResult
@@ -167,6 +167,41 @@ def reconstruct_slice(job: SliceJob, settings: ReconSettings, progress: Progress
     done = time.time()
     result.info["wait_seconds"] = round(waited, 3)
     return SliceOutput(job=job, images=slice_images(job, result, settings), result=result, reconstructed_at=done)
+
+
+def reconstruct_slices(jobs: Sequence[SliceJob], settings: ReconSettings,
+                       progress: Sequence[Progress | None] | None = None,
+                       device: str | None = None) -> list[SliceOutput]:
+    """:func:`reconstruct_slice` of several slices with one config, their DA-INR fits batched
+    (:func:`dainr.recon.reconstruct_batch`: the slices of one shape share each optimisation step); one GPU lock and
+    one CUDA stream for all of them. Each slice's images are those it gets alone (bit for bit on the CPU, to float
+    tolerance on a GPU); ``result.seconds`` is the wall time of the whole batch.
+
+    Parameters
+    ----------
+    jobs:
+        Complete slices and their numbering.
+    settings, device:
+        As :func:`reconstruct_slice`, for every slice.
+    progress:
+        One optional ``(step, total, message)`` callback per slice; raising from one aborts the batch.
+    """
+    from dainr.recon import reconstruct_batch
+    from dainr.recon.concurrent import own_stream
+
+    config = settings.config if device is None else dataclasses.replace(settings.config, device=device)
+    for job in jobs:
+        check_host_memory(job, config)
+    with gpu_lock(config.device) as waited, own_stream(config.device):
+        if waited > 1.0:
+            log.info("slices %s: waited %.1f s for the GPU", [j.cine.slice_index for j in jobs], waited)
+        results = reconstruct_batch([j.cine for j in jobs], config, progress=progress,
+                                    render=settings.render if settings.render.needs_model else None)
+    outs = []
+    for job, result in zip(jobs, results):
+        result.info["wait_seconds"] = round(waited, 3)
+        outs.append(SliceOutput(job=job, images=slice_images(job, result, settings), result=result))
+    return outs
 
 
 def slice_images(job: SliceJob, result: ReconResult, settings: ReconSettings) -> list[ismrmrd.Image]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 import dainr.stream.exam as exam
@@ -51,6 +52,27 @@ def test_slices_at_once_write_the_images_of_one_at_a_time(exam_file, one_at_a_ti
         assert report["devices"] == ["cpu"] and report["concurrent_slices"] == int(args[1])
 
 
+@pytest.mark.parametrize("args", [["--batch-slices", "3"], ["--batch-slices", "2", "--concurrent-slices", "2"]])
+def test_batched_slices_write_the_images_of_one_at_a_time(exam_file, one_at_a_time, tmp_path, args):
+    """Batched fits (tests/recon/test_batched_fit.py states the tolerance): same images to 1e-5 of each slice's
+    largest pixel, same numbering and order; the report says how the slices were batched."""
+    raw, truth = exam_file
+    out, rep = tmp_path / "o.h5", tmp_path / "r.json"
+    assert main(["recon", str(raw), "-o", str(out), "--preset", "cpu-test", "--truth", str(truth), "--report",
+                 str(rep), "-q", *args]) == 0
+    images, report = read_images(out)[1], json.loads(rep.read_text())
+    ref_images, ref_report = one_at_a_time
+    assert [(im.slice, im.phase, im.image_index) for im in images] == [(im.slice, im.phase, im.image_index)
+                                                                        for im in ref_images]
+    for im, ref in zip(images, ref_images):
+        assert np.abs(im.data - ref.data).max() <= 1e-5 * np.abs(ref.data).max()
+    batch = int(args[1])
+    assert report["batch_slices"] == batch and ref_report["batch_slices"] == 1
+    assert [s.get("batch_slices", 1) for s in report["slices"]] == ([3, 3, 3] if batch == 3 else [2, 2, 1])
+    assert [s["psnr"] for s in report["slices"]] == pytest.approx([s["psnr"] for s in ref_report["slices"]],
+                                                                  abs=1e-3)
+
+
 def test_report_accounts_for_the_run(one_at_a_time):
     _, report = one_at_a_time
     assert report["devices"] == ["cpu"] and report["concurrent_slices"] == 1
@@ -65,6 +87,7 @@ def test_bad_concurrency_and_device_lists_are_one_line_errors(exam_file, tmp_pat
     raw, _ = exam_file
     out = tmp_path / "o.h5"
     for args, words in ((["--concurrent-slices", "0"], "--concurrent-slices must be >= 1"),
+                        (["--batch-slices", "0"], "--batch-slices must be >= 1"),
                         (["--device", "cpu,gpu"], "device 'gpu' in 'cpu,gpu'")):
         assert main(["recon", str(raw), "-o", str(out), "--method", "adjoint", "-q", *args]) == 2
         err = capsys.readouterr().err.strip()

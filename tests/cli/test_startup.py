@@ -115,7 +115,7 @@ def test_recon_without_preset_takes_the_cpu_preset_without_a_gpu(raw_file, tmp_p
     from dainr.stream import exam
 
     monkeypatch.setattr(device_mod, "resolve_devices", lambda spec: ["cuda:0"])
-    monkeypatch.setattr(exam, "plan_exam", lambda cines, cfg, devices=None, per_device=None: exam.ExamPlan(
-        devices=("cpu",), per_device=1, configs=tuple([cfg] * len(cines))))
+    monkeypatch.setattr(exam, "plan_exam", lambda cines, cfg, devices=None, per_device=None, batch_slices=None:
+                        exam.ExamPlan(devices=("cpu",), per_device=1, configs=tuple([cfg] * len(cines))))
     assert main(["recon", str(raw), "-o", str(tmp_path / "c.h5"), "-q"]) == 0
     assert seen[-1] == DEFAULT_PRESET

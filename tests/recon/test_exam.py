@@ -138,7 +138,7 @@ def test_progress_reports_each_slice_by_its_position(jobs, settings):
 def test_plan_on_the_cpu(jobs, settings):
     cines = [j.cine for j in jobs]
     plan = plan_exam(cines, settings.config, "cpu")
-    assert (plan.devices, plan.per_device, plan.free_bytes) == (("cpu",), 1, None)
+    assert (plan.devices, plan.per_device, plan.free_bytes, plan.batch) == (("cpu",), 1, None, 1)
     assert plan.configs == (settings.config,) * 3
     assert plan_exam(cines, settings.config, "cpu", per_device=2).per_device == 2
     assert plan_exam(cines, settings.config, "cpu", per_device=9).per_device == 3  # never more than the slices
@@ -150,8 +150,9 @@ def test_plan_on_the_cpu(jobs, settings):
 
 
 def test_plan_fits_the_slices_at_once_in_the_memory(jobs, settings, monkeypatch, caplog):
-    """On a GPU the default is as many slices as fit the free memory (at most MAX_DEFAULT_PER_GPU); a larger number
-    asked for is lowered to that, with a warning; a config that fits alone is never changed."""
+    """On a GPU, slices alone (--batch-slices 1): the default is as many slices at once as fit the free memory (at
+    most MAX_DEFAULT_PER_GPU); a larger number asked for is lowered to that, with a warning; a config that fits alone
+    is never changed."""
     import dainr.recon.budget as budget
 
     cines = [j.cine for j in jobs] * 4  # 12 slices
@@ -160,13 +161,38 @@ def test_plan_fits_the_slices_at_once_in_the_memory(jobs, settings, monkeypatch,
     monkeypatch.setattr(budget, "device_free_bytes", lambda device: free["n"])
     for fits in (1, 2, 5, 40):
         free["n"] = int(fits * one / USABLE_FRACTION) + 16
-        plan = plan_exam(cines, settings.config, "cpu")
-        assert plan.per_device == min(fits, exam.MAX_DEFAULT_PER_GPU)
+        plan = plan_exam(cines, settings.config, "cpu", batch_slices=1)
+        assert plan.per_device == min(fits, exam.MAX_DEFAULT_PER_GPU) and plan.batch == 1
         assert plan.configs == (settings.config,) * 12 and plan.slice_bytes == one
     free["n"] = int(2 * one / USABLE_FRACTION) + 16
     with caplog.at_level(logging.WARNING):
-        assert plan_exam(cines, settings.config, "cpu", per_device=5).per_device == 2
+        assert plan_exam(cines, settings.config, "cpu", per_device=5, batch_slices=1).per_device == 2
     assert "--concurrent-slices 5: only 2 slice(s)" in caplog.text
+
+
+def test_plan_batches_the_slices_that_fit_the_memory(jobs, settings, monkeypatch, caplog):
+    """On a GPU the default batch is as many slices as fit the free memory, at most MAX_DEFAULT_BATCH; the memory
+    left over runs more batches at once; a batch asked for larger than fits is lowered, with a warning."""
+    import dainr.recon.budget as budget
+
+    cines = [j.cine for j in jobs] * 4  # 12 slices
+    one = exam._slice_bytes(cines[0], settings.config)
+    free = {"n": 0}
+    monkeypatch.setattr(budget, "device_free_bytes", lambda device: free["n"])
+    assert exam.MAX_DEFAULT_BATCH == 6
+    for fits, batch, at_once in ((1, 1, 1), (2, 2, 1), (5, 5, 1), (13, 6, 2), (40, 6, 2)):
+        free["n"] = int(fits * one / USABLE_FRACTION) + 16
+        plan = plan_exam(cines, settings.config, "cpu")
+        assert (plan.batch, plan.per_device) == (batch, at_once), fits
+    free["n"] = int(40 * one / USABLE_FRACTION) + 16
+    assert plan_exam(cines, settings.config, "cpu", batch_slices=12).batch == 12
+    assert plan_exam(cines, settings.config, "cpu", batch_slices=4).per_device == 3
+    free["n"] = int(3 * one / USABLE_FRACTION) + 16
+    with caplog.at_level(logging.WARNING):
+        assert plan_exam(cines, settings.config, "cpu", batch_slices=5).batch == 3
+    assert "--batch-slices 5: only 3 slice(s)" in caplog.text
+    with pytest.raises(ConfigError, match="--batch-slices must be >= 1"):
+        plan_exam(cines, settings.config, "cpu", batch_slices=0)
 
 
 def test_device_lists(monkeypatch):
