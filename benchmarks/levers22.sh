@@ -48,13 +48,13 @@ run_variant() {  # NAME OVERRIDE...
     for o in "$@"; do sets+=(--set "$o"); done
     # shellcheck disable=SC2086
     $PY benchmarks/quality.py run --cases "$CASES" --methods dainr:fast --seeds "$SEEDS" --device "$DEVICE" \
-      --only "$ONLY" --budget $((DEADLINE_S - SECONDS)) "${sets[@]}" $EXTRA --json "$OUT/v_$name.json" \
+      --only "$ONLY" --budget $((END - $(date +%s))) "${sets[@]}" $EXTRA --json "$OUT/v_$name.json" \
       > "$OUT/v_$name.log" 2>&1 || echo "variant $name failed: $(tail -n 1 "$OUT/v_$name.log")"
 }
 export -f run_variant
-export PY CASES SEEDS DEVICE ONLY EXTRA OUT DEADLINE_S
-SECONDS_AT_START=$SECONDS
-grep -v '^#' "$VARIANTS" | grep . | SECONDS=$SECONDS_AT_START xargs -P "$PARALLEL" -L 1 bash -c 'run_variant "$@"' _
+END=$(( $(date +%s) + DEADLINE_S - SECONDS ))  # no fit starts after this (epoch seconds)
+export PY CASES SEEDS DEVICE ONLY EXTRA OUT END
+grep -v '^#' "$VARIANTS" | grep . | xargs -P "$PARALLEL" -L 1 bash -c 'run_variant "$@"' _
 echo "variants done after ${SECONDS} s"
 if [ -n "$bart_pid" ]; then wait "$bart_pid" || echo "bart search failed: $(tail -n 2 "$OUT/bart.log")"; fi
 echo "all done after ${SECONDS} s"
