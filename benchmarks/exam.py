@@ -180,7 +180,7 @@ def main() -> int:
     result["simulate_seconds"] = timed(dainr("simulate", "--matrix", str(a.matrix), "--frames", str(a.frames),
                                              "--coils", str(a.coils), "--spokes", str(a.spokes), "--slices",
                                              str(a.slices), "--seed", "0", "-o", str(raw), "--truth",
-                                             str(truth_file), "-q"), out / "simulate.log")
+                                             str(truth_file), "-q", "--overwrite"), out / "simulate.log")
     truth = np.load(truth_file)
     truth = truth[None] if truth.ndim == 3 else truth
 
