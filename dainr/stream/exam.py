@@ -42,9 +42,11 @@ log = logging.getLogger(__name__)
 #: slice's Python loop under the GIL (validation renders are eager), which bounds the useful number.
 MAX_DEFAULT_PER_GPU = 6
 
-#: Slices fitted together in one batched step (:mod:`dainr.recon.batched_fit`) when none is asked for (fewer when
-#: the memory plan fits fewer). With 12 slices this makes two batches of 6 in flight at once on one GPU.
-MAX_DEFAULT_BATCH = 6
+#: Slices fitted together in one batched step (:mod:`dainr.recon.batched_fit`) when none is asked for. 1: batching is
+#: opt-in (``--batch-slices N``): on an H200 the vmapped step of 4, 6 and 12 slices took 11.8, 9.8 and 7.9 ms per
+#: slice and step against 5.5 ms for one slice's captured step (benchmarks/RESULTS.md, issue 16), so slices alone on
+#: their own streams are the faster default.
+MAX_DEFAULT_BATCH = 1
 
 #: progress(slice position in the exam, step, total, message)
 ExamProgress = Callable[[int, int, int, str], None]
@@ -134,8 +136,8 @@ def plan_exam(cines: Sequence[CineData], config: Config, devices: str | None = N
         :data:`MAX_DEFAULT_PER_GPU`, on a GPU, and 1 on the CPU. A number larger than fits is lowered to what fits
         (a warning).
     batch_slices:
-        Slices fitted together in one batched step at most; default: as many as fit the memory, at most
-        :data:`MAX_DEFAULT_BATCH` and an even share of the slices per device, on a GPU, and 1 on the CPU. A number
+        Slices fitted together in one batched step at most; default :data:`MAX_DEFAULT_BATCH` (1) on a GPU (at most
+        as many as fit the memory and an even share of the slices per device), and 1 on the CPU. A number
         larger than fits is lowered to what fits (a warning). The memory of a batch is its slices' memory.
 
     Raises
