@@ -29,8 +29,62 @@ def lr_factor(c: DainrConfig, step: int) -> float:
     return 1.0
 
 
+class FusedAdamW:
+    """AdamW through PyTorch's fused kernel (``torch._fused_adamw_``, the kernel ``torch.optim.AdamW(fused=True)``
+    runs) without ``torch.optim``: constructing or stepping any ``torch.optim`` optimiser imports TorchDynamo, seconds
+    of every process's start-up (benchmarks/RESULTS.md, issue 16). Same state (``exp_avg``, ``exp_avg_sq`` and a
+    float32 ``step`` on the parameter's device, made at the first step), same kernel, same arguments, so the same
+    updates bit for bit; capturable in a CUDA graph with a tensor ``lr``.
+
+    Parameters
+    ----------
+    groups:
+        Parameter groups: dicts with ``params`` (tensors of one device and dtype), ``lr`` (float, or a 0-d tensor on
+        the parameters' device that :func:`set_lr` fills in place) and any other keys (``lr_scale``), kept as given.
+    weight_decay, betas, eps:
+        AdamW's (``torch.optim.AdamW``'s defaults for ``betas`` and ``eps``).
+    """
+
+    def __init__(self, groups: list[dict], weight_decay: float, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8):
+        self.param_groups = [dict(g, params=list(g["params"])) for g in groups]
+        self.weight_decay, self.betas, self.eps = float(weight_decay), betas, float(eps)
+        self.state: dict[torch.Tensor, dict[str, torch.Tensor]] = {}
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for g in self.param_groups:
+            for p in g["params"]:
+                if set_to_none:
+                    p.grad = None
+                elif p.grad is not None:
+                    p.grad.zero_()
+
+    @torch.no_grad()
+    def step(self) -> None:
+        for g in self.param_groups:
+            params = [p for p in g["params"] if p.grad is not None]
+            if not params:
+                continue
+            for p in params:
+                if p not in self.state:
+                    self.state[p] = {"step": torch.zeros((), dtype=torch.float32, device=p.device),
+                                     "exp_avg": torch.zeros_like(p, memory_format=torch.preserve_format),
+                                     "exp_avg_sq": torch.zeros_like(p, memory_format=torch.preserve_format)}
+            st = [self.state[p] for p in params]
+            steps = [s["step"] for s in st]
+            torch._foreach_add_(steps, 1)
+            torch._fused_adamw_(params, [p.grad for p in params], [s["exp_avg"] for s in st],
+                                [s["exp_avg_sq"] for s in st], [], steps, amsgrad=False, lr=g["lr"],
+                                beta1=self.betas[0], beta2=self.betas[1], weight_decay=self.weight_decay,
+                                eps=self.eps, maximize=False, grad_scale=None, found_inf=None)
+
+
+#: The optimiser of a fit: :class:`FusedAdamW` where fused (CUDA), ``torch.optim.AdamW`` otherwise.
+Optimizer = FusedAdamW | torch.optim.AdamW
+
+
 def build_optimizer(model: DAINR, c: DainrConfig, device: torch.device, fused: bool,
-                    capturable: bool) -> torch.optim.AdamW:
+                    capturable: bool) -> Optimizer:
     """AdamW with two groups: the grid table at ``lr · grid_lr_scale``, the MLPs at ``lr`` (each group's
     ``lr_scale`` is applied by :func:`set_lr`). With ``capturable`` (a CUDA graph) the lr is a tensor updated in place."""
     grid = list(model.canonical.grid.parameters())
@@ -39,18 +93,21 @@ def build_optimizer(model: DAINR, c: DainrConfig, device: torch.device, fused: b
 
 
 def grouped_adamw(grid: list[torch.Tensor], rest: list[torch.Tensor], c: DainrConfig, device: torch.device,
-                  fused: bool, capturable: bool) -> torch.optim.AdamW:
+                  fused: bool, capturable: bool) -> Optimizer:
     """:func:`build_optimizer` from the two parameter lists: ``grid`` (the grid table) and ``rest`` (the MLPs); also
-    used for the stacked parameters of a batched fit (:mod:`dainr.recon.batched_fit`)."""
+    used for the stacked parameters of a batched fit (:mod:`dainr.recon.batched_fit`). ``fused``: PyTorch's fused
+    AdamW kernel through :class:`FusedAdamW` (no TorchDynamo import); otherwise ``torch.optim.AdamW``'s default
+    (for-each) implementation."""
     groups = [{"params": grid, "lr_scale": c.grid_lr_scale}, {"params": rest, "lr_scale": 1.0}]
     for g in groups:
         lr = c.lr * g["lr_scale"]
         g["lr"] = torch.tensor(lr, device=device) if capturable else lr
-    return torch.optim.AdamW(groups, lr=c.lr, weight_decay=c.weight_decay, fused=fused or None,
-                             capturable=capturable)
+    if fused:
+        return FusedAdamW(groups, weight_decay=c.weight_decay)
+    return torch.optim.AdamW(groups, lr=c.lr, weight_decay=c.weight_decay, capturable=capturable)
 
 
-def set_lr(opt: torch.optim.Optimizer, lr: float) -> None:
+def set_lr(opt: Optimizer, lr: float) -> None:
     """Set the learning rate in place, times each group's ``lr_scale`` (a tensor lr stays the same tensor, as a
     captured CUDA graph needs)."""
     for g in opt.param_groups:
@@ -74,7 +131,7 @@ class DainrStep:
         The optimiser of ``fitted.model``'s parameters (:func:`build_optimizer`).
     """
 
-    def __init__(self, fitted: FittedDainr, terms: Sequence[LossTerm], optimizer: torch.optim.Optimizer):
+    def __init__(self, fitted: FittedDainr, terms: Sequence[LossTerm], optimizer: Optimizer):
         if not terms:
             raise ValueError("a DA-INR step needs at least one loss term")
         self.fitted = fitted

@@ -4,8 +4,9 @@ input (``dainr recon``), or once per worker process before its first job (``dain
 What a process pays before its first reconstruction can start, besides its own code:
 
 * ``import torch`` (2-4 s);
-* the engine's modules, and TorchDynamo: ``torch.optim`` imports ``torch._dynamo`` (with sympy and the compiler
-  stack) at an optimizer's first use, 1-4 s although nothing here compiles;
+* the engine's modules, and on the CPU TorchDynamo: ``torch.optim`` imports ``torch._dynamo`` (with sympy and the
+  compiler stack) at an optimizer's first use, 1-6 s although nothing here compiles; on a GPU the fit's AdamW is
+  :class:`~dainr.recon.dainr_step.FusedAdamW`, which does not go through ``torch.optim`` (no TorchDynamo at all);
 * CUDA: the driver's initialisation and a context on each GPU the run uses (the first allocation).
 
 :func:`warm_up` pays them now; the CUDA contexts are created in a thread of their own, as the driver works without
@@ -107,7 +108,8 @@ def warm_up(devices: str | None = "auto", report: StartupReport | None = None) -
 
         cuda = threading.Thread(target=init, name="dainr-cuda-init", daemon=True)
         cuda.start()
-    import torch._dynamo  # noqa: F401  (torch.optim's, see the module docstring)
+    if not report.cuda_devices:
+        import torch._dynamo  # noqa: F401  (torch.optim's on the CPU, see the module docstring)
 
     report.phases.append(("import engine", t, time.time()))
     if cuda is not None:
