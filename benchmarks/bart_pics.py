@@ -276,3 +276,28 @@ def run_bart(cases_dir: Path, cache: Path, work: Path, tune_groups: list[str], o
     rows.sort(key=lambda r: (r["method"], r["case"], r.get("tuned_on", "")))
     return {"grid": {"lambda_t": LAMBDA_T, "lambda_w": LAMBDA_W, "iterations": ITERATIONS}, "tuning": tuning,
             "rows": rows, "pics_runs": len(runs.results), "complete": complete}
+
+
+def cached_doc(cases_dir: Path, cache: Path, tuning: list[dict], only=None) -> dict:
+    """BART's rows from the cache alone (no pics run), for a search that ran out of time: ``bart-tuned`` for every
+    test case whose group's tuned pair (``tuning``, from an earlier :func:`run_bart`) was run on it, and
+    ``bart-oracle`` as each case's **best searched pair** (a lower bound of the per-case optimum when its climb did
+    not finish; ``searched`` says how many pairs were run on the case)."""
+    runs = BartRuns(cases_dir, cache, cache)  # work folder unused: nothing runs
+    cases = case_list(cases_dir, only=only)
+    rows = []
+    for t in tuning:
+        for m in (c for c in cases if c["group"] != t["group"] and cell(c) == (t["snr"], t["spokes"])):
+            k = runs.key(m["name"], t["lambda_t"], t["lambda_w"])
+            if k in runs.results:
+                rows.append(_row(m, "bart-tuned", t["lambda_t"], t["lambda_w"], runs.results[k],
+                                 tuned_on=t["group"]))
+    for m in cases:
+        done = [(lt, lw) for lt in LAMBDA_T for lw in LAMBDA_W if runs.key(m["name"], lt, lw) in runs.results]
+        if done:
+            lt, lw = max(done, key=lambda p: runs.results[runs.key(m["name"], *p)]["psnr"])
+            rows.append(_row(m, "bart-oracle", lt, lw, runs.results[runs.key(m["name"], lt, lw)],
+                             searched=len(done)))
+    return {"grid": {"lambda_t": LAMBDA_T, "lambda_w": LAMBDA_W, "iterations": ITERATIONS}, "tuning": tuning,
+            "rows": rows, "pics_runs": len(runs.results), "complete": False,
+            "oracle": "best of the pairs searched per case (the climbs did not all finish)"}

@@ -171,6 +171,11 @@ def main() -> int:
     b.add_argument("--jobs", type=int, default=1, help="pics runs at a time (each single-threaded: OMP_NUM_THREADS=1)")
     b.add_argument("--budget", type=float, default=0, help="start no pics run after this many seconds (resume later)")
     b.add_argument("--json", type=Path, required=True)
+    bc = sub.add_parser("bart-cached", help="BART's rows from the pics cache alone (a search that ran out of time)")
+    bc.add_argument("--cases", type=Path, default=REPO / "benchmarks/out/cases22")
+    bc.add_argument("--cache", type=Path, help="pics results cache folder (default CASES/bart_runs)")
+    bc.add_argument("--tuning", type=Path, required=True, help="a `bart` JSON whose tuned pairs to use")
+    bc.add_argument("--json", type=Path, required=True)
     t = sub.add_parser("table")
     t.add_argument("files", type=Path, nargs="+", help="JSON of `run` and `bart` (and tune.py --test)")
     t.add_argument("--main", default="dainr:fast", help="the method compared with BART (default dainr:fast)")
@@ -191,6 +196,11 @@ def main() -> int:
         with tempfile.TemporaryDirectory() as work:
             out = run_bart(a.cases, a.cache or a.cases / "bart_runs", Path(work), groups, not a.no_oracle,
                            name_filter(a.only), jobs=a.jobs, budget=a.budget)
+        write_json(a.json, document(out.pop("rows"), **out))
+    elif a.cmd == "bart-cached":
+        from bart_pics import cached_doc
+
+        out = cached_doc(a.cases, a.cache or a.cases / "bart_runs", json.loads(a.tuning.read_text())["tuning"])
         write_json(a.json, document(out.pop("rows"), **out))
     else:
         from table import cv_table
