@@ -43,3 +43,30 @@ def test_table_goal_uses_the_seed_mean_against_the_oracle():
     assert "+1.20 / +0.050" in acdc and "+2.20 / +0.070" in acdc  # against the oracle, against the tuned row
     assert "missed by 0.75 dB" in rat  # mean 30.25 < 30 + 1
     assert text.index("Tuned on group A") < text.index("| rat") < text.index("Tuned on group B") < text.index("| acdc")
+
+
+def test_bart_rows_from_a_cache_written_on_several_machines(tmp_path):
+    """One JSON file per pics run: files copied together from two machines merge; the tuned row is the group's
+    pair on the other group's case, the oracle the case's best searched pair (how many, said)."""
+    import json
+
+    from bart_pics import BartRuns, cached_doc
+
+    cases = [{"name": n, "source": n.split("_")[0], "spokes": 8, "snr": 100.0, "group": g, "raw": "x.h5",
+              "truth": "t.npy"} for n, g in (("acdc_s8", "A"), ("rat_s8", "B"))]
+    (tmp_path / "cases.json").write_text(json.dumps(cases))
+    cache = tmp_path / "bart_runs"
+    cache.mkdir()
+    for name, lt, lw, psnr in (("acdc_s8", 0.01, 0.001, 24.0), ("acdc_s8", 0.03, 0.001, 25.5),
+                               ("rat_s8", 0.01, 0.001, 30.0), ("rat_s8", 0.03, 0.003, 29.0)):
+        key = BartRuns.key(name, lt, lw)
+        (cache / f"{key.replace(' ', '__')}.json").write_text(
+            json.dumps({"key": key, "result": {"psnr": psnr, "ssim": 0.8, "seconds": 1.0}}))
+    tuning = [{"group": "B", "snr": 100.0, "spokes": 8, "lambda_t": 0.01, "lambda_w": 0.001},
+              {"group": "A", "snr": 100.0, "spokes": 8, "lambda_t": 0.1, "lambda_w": 0.001}]  # never run on rat
+    doc = cached_doc(tmp_path, cache, tuning)
+    rows = {(r["method"], r["case"]): r for r in doc["rows"]}
+    assert rows["bart-tuned", "acdc_s8"]["psnr"] == 24.0 and rows["bart-tuned", "acdc_s8"]["tuned_on"] == "B"
+    assert ("bart-tuned", "rat_s8") not in rows
+    assert rows["bart-oracle", "acdc_s8"]["lambda_t"] == 0.03 and rows["bart-oracle", "acdc_s8"]["searched"] == 2
+    assert rows["bart-oracle", "rat_s8"]["psnr"] == 30.0 and not doc["complete"]
