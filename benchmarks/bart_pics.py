@@ -278,20 +278,40 @@ def run_bart(cases_dir: Path, cache: Path, work: Path, tune_groups: list[str], o
             "rows": rows, "pics_runs": len(runs.results), "complete": complete}
 
 
-def cached_doc(cases_dir: Path, cache: Path, tuning: list[dict], only=None) -> dict:
-    """BART's rows from the cache alone (no pics run), for a search that ran out of time: ``bart-tuned`` for every
-    test case whose group's tuned pair (``tuning``, from an earlier :func:`run_bart`) was run on it, and
-    ``bart-oracle`` as each case's **best searched pair** (a lower bound of the per-case optimum when its climb did
-    not finish; ``searched`` says how many pairs were run on the case)."""
+def cached_doc(cases_dir: Path, cache: Path, tune_groups: list[str] | None = None, only=None) -> dict:
+    """BART's rows from the cache alone (no pics run), for a search that ran out of time.
+
+    Each tuning climb of :func:`run_bart` is replayed on the cached runs (the same deterministic climb from
+    ``START``); a (group, cell) whose climb needs a pair never run is left out. Rows: ``bart-tuned`` for the other
+    groups' cases at each replayed pair when that pair was run on them, and ``bart-oracle`` as each case's **best
+    searched pair** (a lower bound of the per-case optimum when its climb did not finish; ``searched`` says how many
+    pairs were run on the case)."""
     runs = BartRuns(cases_dir, cache, cache)  # work folder unused: nothing runs
     cases = case_list(cases_dir, only=only)
-    rows = []
-    for t in tuning:
-        for m in (c for c in cases if c["group"] != t["group"] and cell(c) == (t["snr"], t["spokes"])):
-            k = runs.key(m["name"], t["lambda_t"], t["lambda_w"])
-            if k in runs.results:
-                rows.append(_row(m, "bart-tuned", t["lambda_t"], t["lambda_w"], runs.results[k],
-                                 tuned_on=t["group"]))
+    shape = (len(LAMBDA_T), len(LAMBDA_W))
+
+    def cached(metas: list[dict]) -> Callable[[int, int], float]:
+        return lambda i, j: float(np.mean([runs.results[runs.key(m["name"], LAMBDA_T[i], LAMBDA_W[j])]["psnr"]
+                                           for m in metas]))
+
+    tuning, rows = [], []
+    for g in tune_groups or sorted({c["group"] for c in cases}):
+        for key in sorted({cell(c) for c in cases if c["group"] == g}, key=lambda k: (k[0], -k[1])):
+            metas = [c for c in cases if c["group"] == g and cell(c) == key]
+            try:
+                i, j = climb(cached(metas), START, shape)
+            except KeyError:  # the climb went on past what was run
+                continue
+            lt, lw = LAMBDA_T[i], LAMBDA_W[j]
+            res = [runs.results[runs.key(m["name"], lt, lw)] for m in metas]
+            tuning.append({"group": g, "snr": key[0], "spokes": key[1], "lambda_t": lt, "lambda_w": lw,
+                           "psnr": round(float(np.mean([r["psnr"] for r in res])), 3),
+                           "ssim": round(float(np.mean([r["ssim"] for r in res])), 4),
+                           "cases": [m["name"] for m in metas], "edge": i in (0, shape[0] - 1) or j == shape[1] - 1})
+            for m in (c for c in cases if c["group"] != g and cell(c) == key):
+                k = runs.key(m["name"], lt, lw)
+                if k in runs.results:
+                    rows.append(_row(m, "bart-tuned", lt, lw, runs.results[k], tuned_on=g))
     for m in cases:
         done = [(lt, lw) for lt in LAMBDA_T for lw in LAMBDA_W if runs.key(m["name"], lt, lw) in runs.results]
         if done:

@@ -174,7 +174,7 @@ def main() -> int:
     bc = sub.add_parser("bart-cached", help="BART's rows from the pics cache alone (a search that ran out of time)")
     bc.add_argument("--cases", type=Path, default=REPO / "benchmarks/out/cases22")
     bc.add_argument("--cache", type=Path, help="pics results cache folder (default CASES/bart_runs)")
-    bc.add_argument("--tuning", type=Path, required=True, help="a `bart` JSON whose tuned pairs to use")
+    bc.add_argument("--tune-on", default="", help="groups to tune on (default: every group)")
     bc.add_argument("--json", type=Path, required=True)
     t = sub.add_parser("table")
     t.add_argument("files", type=Path, nargs="+", help="JSON of `run` and `bart` (and tune.py --test)")
@@ -200,7 +200,7 @@ def main() -> int:
     elif a.cmd == "bart-cached":
         from bart_pics import cached_doc
 
-        out = cached_doc(a.cases, a.cache or a.cases / "bart_runs", json.loads(a.tuning.read_text())["tuning"])
+        out = cached_doc(a.cases, a.cache or a.cases / "bart_runs", [g for g in a.tune_on.split(",") if g] or None)
         write_json(a.json, document(out.pop("rows"), **out))
     else:
         from table import cv_table
