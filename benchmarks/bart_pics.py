@@ -118,6 +118,24 @@ def climb(value: Callable[[int, int], float], start: tuple[int, int], shape: tup
     return cur
 
 
+def read_cache(cache: Path) -> dict[str, dict]:
+    """Every run cached in the folder ``cache``: per-run files (``{"key", "result"}``) and merged files
+    (``{"runs": {key: result}}``, see :func:`merge_cache`)."""
+    results: dict[str, dict] = {}
+    for f in sorted(cache.glob("*.json")):
+        doc = json.loads(f.read_text())
+        results.update(doc["runs"] if "runs" in doc else {doc["key"]: doc["result"]})
+    return results
+
+
+def merge_cache(cache: Path, out: Path) -> int:
+    """Write every run cached in the folder ``cache`` into the one file ``out`` (e.g. to keep it with the results; put
+    it in a cache folder to resume from it); returns the number of runs."""
+    results = read_cache(cache)
+    out.write_text(json.dumps({"runs": dict(sorted(results.items()))}, indent=0))
+    return len(results)
+
+
 class Deadline(Exception):
     """The search's time budget is spent: no new pics run starts (the cache keeps every finished one)."""
 
@@ -135,10 +153,7 @@ class BartRuns:
                  deadline: float | None = None) -> None:
         self.cases_dir, self.cache, self.work, self.log = cases_dir, cache, work, log
         self.cache.mkdir(parents=True, exist_ok=True)
-        self.results: dict[str, dict] = {}
-        for f in self.cache.glob("*.json"):
-            doc = json.loads(f.read_text())
-            self.results[doc["key"]] = doc["result"]
+        self.results: dict[str, dict] = read_cache(self.cache)
         self.loaded: dict[str, tuple[Case, object, Path]] = {}
         self.slots = threading.Semaphore(max(1, jobs))
         self.lock = threading.Lock()

@@ -83,3 +83,7 @@ def test_bart_rows_from_a_cache_written_on_several_machines(tmp_path):
     assert rows["bart-tuned", "acdc_s8"]["psnr"] == 24.0 and rows["bart-tuned", "acdc_s8"]["tuned_on"] == "B"
     assert rows["bart-oracle", "acdc_s8"]["lambda_t"] == 0.03 and rows["bart-oracle", "acdc_s8"]["searched"] == 80
     assert rows["bart-oracle", "rat_s8"]["psnr"] == 30.0 and not doc["complete"]
+    from bart_pics import merge_cache, read_cache
+    merged = tmp_path / "elsewhere"
+    merged.mkdir()
+    assert merge_cache(cache, merged / "all.json") == 160 and read_cache(merged) == read_cache(cache)
