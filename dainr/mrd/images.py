@@ -61,6 +61,7 @@ import numpy as np
 from dainr.data import CineData
 from dainr.errors import InputError
 from dainr.mrd.atomic import atomic_path
+from dainr.mrd.hdf5_lock import hdf5_locked
 from dainr.mrd.header import without_version
 
 _GEOMETRY = ("position", "read_dir", "phase_dir", "slice_dir", "patient_table_position")
@@ -259,6 +260,7 @@ def to_map_images(cine: CineData, maps: np.ndarray, series_index: int, *, image_
                          ismrmrd.IMTYPE_REAL, series_index, start + f, f) for f in range(maps.shape[0])]
 
 
+@hdf5_locked
 def write_images(path: str | os.PathLike, image_list: Sequence[ismrmrd.Image], group: str = "dataset",
                  header_xml: bytes | str | None = None, *, new_group: bool = False, replace: bool = False) -> Path:
     """Write images as ``<group>/image_<image_series_index>`` (the layout of Gadgetron's clients).
@@ -299,6 +301,7 @@ def write_images(path: str | os.PathLike, image_list: Sequence[ismrmrd.Image], g
     return path
 
 
+@hdf5_locked
 def image_file_groups(path: str | os.PathLike) -> list[str] | None:
     """The groups of an ISMRMRD image file (``<group>/image_<n>``, as :func:`write_images` and Gadgetron's clients
     write them), or None when ``path`` is not one: not HDF5, raw acquisitions (``<group>/data``) in it, or no image
@@ -365,6 +368,7 @@ def _pixels(raw: np.ndarray) -> np.ndarray:
     return raw
 
 
+@hdf5_locked
 def read_images(path: str | os.PathLike, group: str = "dataset") -> dict[int, list[ismrmrd.Image]]:
     """Read every ``<group>/image_<n>`` of an ISMRMRD file (read-only): ``{n: [images in stored order]}``."""
     out: dict[int, list[ismrmrd.Image]] = {}

@@ -20,6 +20,7 @@ import numpy as np
 
 from dainr.errors import InputError, one_line
 from dainr.mrd.acquisitions import AcquisitionTable
+from dainr.mrd.hdf5_lock import hdf5_locked
 from dainr.mrd.header import EncodingInfo, encoding_info, parse_header
 from dainr.mrd.series import Binning, RawSeries, TrajectoryOverride, assemble_table, first_slice
 
@@ -60,6 +61,7 @@ def _read_xml(path: Path, node) -> bytes:
     return bytes(value)
 
 
+@hdf5_locked
 def _read_file(path: Path, group: str, check_header: Callable[[bytes], T] | None) -> tuple[bytes, T | None,
                                                                                           AcquisitionTable]:
     """Header XML (as stored), ``check_header``'s result on it (run before the table is read, so a bad header is

@@ -19,6 +19,7 @@ from ismrmrd.hdf5 import acquisition_dtype
 from dainr.data import CineData
 from dainr.mrd.acquisitions import ACQ_HEADER_DTYPE, flag_bit
 from dainr.mrd.atomic import atomic_path
+from dainr.mrd.hdf5_lock import hdf5_locked
 from dainr.mrd.header import header_to_xml, without_version
 
 #: Siemens-style time stamp tick, ms.
@@ -44,6 +45,7 @@ def _order(slices: Sequence[CineData], interleave: bool) -> list[tuple[int, int]
     return [(p, f) for f in range(n) for p, c in enumerate(slices) if f < c.n_frames]
 
 
+@hdf5_locked
 def write_raw(path: str | os.PathLike, header: xsd.ismrmrdHeader | bytes | str, slices: Sequence[CineData], *,
               include_traj: bool = True, noise: np.ndarray | None = None, interleave: bool = False,
               spoke_counter_start: int = 0, dwell_time_us: float = 2.0, tr_ms: float = 2.5,
