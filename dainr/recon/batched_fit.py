@@ -48,9 +48,9 @@ import torch
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
-from dainr.recon.concurrent import device_wide, empty_cache
+from dainr.recon.concurrent import empty_cache
 from dainr.recon.dainr_fit import AveragedWeights, DainrFit, FitResult, HeldOutSelection
-from dainr.recon.dainr_step import StepGraph, grouped_adamw, lr_factor, set_lr
+from dainr.recon.dainr_step import OptimizerStep, StepGraph, capture_step, grouped_adamw, lr_factor
 from dainr.recon.dainr_terms import data_loss
 
 log = logging.getLogger(__name__)
@@ -96,7 +96,7 @@ def _share(modules: Sequence[nn.Module], stacked: dict[str, torch.Tensor]) -> No
             setattr(m.get_submodule(owner) if owner else m, leaf, t[s])
 
 
-class BatchedStep:
+class BatchedStep(OptimizerStep):
     """One optimisation step of ``S`` slices: render each slice's frames, add up its loss terms, backpropagate the sum
     over slices, AdamW over the stacked parameters; every kernel runs once for all slices.
 
@@ -180,17 +180,6 @@ class BatchedStep:
         self.losses = vmap(self._slice_loss)(list(self.stacked), self.op_buffers, self._features(), self.kspace,
                                              self.fit_mask, frames)
         return self.losses.sum()
-
-    def __call__(self, frames: torch.Tensor) -> torch.Tensor:
-        """One step on ``frames`` ``(S, B)``; returns the summed loss before the update."""
-        loss = self.loss(frames)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
-        return loss
-
-    def set_lr(self, lr: float) -> None:
-        set_lr(self.optimizer, lr)
 
     @torch.no_grad()
     def held_out(self, train: Sequence[int], chunk: int = 4) -> list[float]:
@@ -317,17 +306,8 @@ class BatchedFit:
         """Capture the batched step in a CUDA graph (or fall back to eager steps); returns the warm-up steps run."""
         t0 = time.perf_counter()
         warm = [self._take() for _ in range(2)]
-        try:
-            self.graph = StepGraph(self.step, (len(self.fits), self.per_step), self.device, warmup=warm)
-        except torch.cuda.OutOfMemoryError:
-            raise
-        except RuntimeError as e:  # an op that cannot be captured: run eagerly instead
-            log.warning("CUDA graph capture of the batched step failed (%s); continuing without it",
-                        str(e).splitlines()[0])
-            self.use_graph = False
-            self.step.optimizer.zero_grad(set_to_none=True)
-            with device_wide:
-                torch.cuda.synchronize(self.device)
+        self.graph = capture_step(self.step, (len(self.fits), self.per_step), self.device, warm, "the batched step")
+        self.use_graph = self.graph is not None
         self.capture_seconds = time.perf_counter() - t0
         return len(warm)
 

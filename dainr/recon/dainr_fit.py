@@ -39,9 +39,9 @@ from dainr.errors import ConfigError, ResourceError
 from dainr.model.features import FEATURE_CHANNELS, MDSRFeatures, neighbour_features
 from dainr.prep import PreparedCine
 from dainr.recon.baselines import adjoint_recon
-from dainr.recon.concurrent import device_wide, empty_cache, seeded
+from dainr.recon.concurrent import empty_cache, seeded
 from dainr.recon.dainr_model import FittedDainr, build_model, load_weights
-from dainr.recon.dainr_step import DainrStep, StepGraph, build_optimizer, lr_factor
+from dainr.recon.dainr_step import DainrStep, StepGraph, build_optimizer, capture_step, lr_factor
 from dainr.recon.dainr_terms import DataTerm, loss_terms
 from dainr.recon.operators import SliceProblem, build_problem
 
@@ -424,16 +424,8 @@ class DainrFit:
         """Capture the step in a CUDA graph (or fall back to eager steps); returns the warm-up steps run."""
         t0 = time.perf_counter()
         warm = [self.sampler.take(self.per_step) for _ in range(2)]
-        try:
-            self.graph = StepGraph(self.step, self.per_step, self.device, warmup=warm)
-        except torch.cuda.OutOfMemoryError:
-            raise
-        except RuntimeError as e:  # an op that cannot be captured: run eagerly instead
-            log.warning("CUDA graph capture failed (%s); continuing without it", str(e).splitlines()[0])
-            self.use_graph = False
-            self.step.optimizer.zero_grad(set_to_none=True)
-            with device_wide:
-                torch.cuda.synchronize(self.device)
+        self.graph = capture_step(self.step, self.per_step, self.device, warm)
+        self.use_graph = self.graph is not None
         self.capture_seconds = time.perf_counter() - t0
         return len(warm)
 

@@ -8,6 +8,7 @@ selection, weight averaging, out-of-memory fallback, when to capture a graph) is
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
 
@@ -18,6 +19,8 @@ from dainr.model.networks import DAINR
 from dainr.recon.concurrent import device_wide
 from dainr.recon.dainr_model import FittedDainr
 from dainr.recon.dainr_terms import LossTerm
+
+log = logging.getLogger(__name__)
 
 
 def lr_factor(c: DainrConfig, step: int) -> float:
@@ -118,7 +121,46 @@ def set_lr(opt: Optimizer, lr: float) -> None:
             g["lr"] = v
 
 
-class DainrStep:
+class OptimizerStep:
+    """An optimisation step around a loss: :meth:`loss` (a subclass's) of a step's frames, backpropagate, update
+    :attr:`optimizer`. :class:`DainrStep` for one slice, :class:`~dainr.recon.batched_fit.BatchedStep` for several."""
+
+    optimizer: Optimizer
+
+    def loss(self, frames: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def __call__(self, frames: torch.Tensor) -> torch.Tensor:
+        """Run one step on ``frames``; returns the loss before the update."""
+        loss = self.loss(frames)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return loss
+
+    def set_lr(self, lr: float) -> None:
+        """The learning rate of the next steps (see :func:`set_lr`)."""
+        set_lr(self.optimizer, lr)
+
+
+def capture_step(step: OptimizerStep, frames_shape: int | tuple[int, ...], device: torch.device,
+                 warmup: Sequence, what: str = "the step") -> StepGraph | None:
+    """``step`` captured in a CUDA graph after the ``warmup`` frame batches, or None (a warning; the step's gradients
+    cleared and the device synchronised) when an op cannot be captured: the fit then runs eagerly. An out-of-memory
+    error is raised (the caller lowers the frames per step)."""
+    try:
+        return StepGraph(step, frames_shape, device, warmup=warmup)
+    except torch.cuda.OutOfMemoryError:
+        raise
+    except RuntimeError as e:  # an op that cannot be captured: run eagerly instead
+        log.warning("CUDA graph capture of %s failed (%s); continuing without it", what, str(e).splitlines()[0])
+        step.optimizer.zero_grad(set_to_none=True)
+        with device_wide:
+            torch.cuda.synchronize(device)
+        return None
+
+
+class DainrStep(OptimizerStep):
     """One optimisation step: render a batch of training frames, add up the loss terms, backpropagate, AdamW.
 
     Parameters
@@ -150,18 +192,6 @@ class DainrStep:
         for term in self.terms[1:]:
             loss = loss + term(img, frames)
         return loss
-
-    def __call__(self, frames: torch.Tensor) -> torch.Tensor:
-        """Run one step on ``frames``; returns the loss before the update."""
-        loss = self.loss(frames)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
-        return loss
-
-    def set_lr(self, lr: float) -> None:
-        """The learning rate of the next steps (see :func:`set_lr`)."""
-        set_lr(self.optimizer, lr)
 
 
 class StepGraph:

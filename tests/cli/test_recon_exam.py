@@ -32,14 +32,19 @@ def one_at_a_time(exam_file, tmp_path_factory):
     return read_images(d / "o.h5")[1], json.loads((d / "r.json").read_text())
 
 
-@pytest.mark.parametrize("args", [["--concurrent-slices", "2"], ["--concurrent-slices", "3"],
-                                  ["--device", "cpu,cpu"]])
-def test_slices_at_once_write_the_images_of_one_at_a_time(exam_file, one_at_a_time, tmp_path, args, capsys):
+def _recon(exam_file, tmp_path, args: list[str]) -> tuple[list, dict]:
+    """``dainr recon`` of the exam (cpu-test, with the truth) with ``args``: its images and report."""
     raw, truth = exam_file
     out, rep = tmp_path / "o.h5", tmp_path / "r.json"
     assert main(["recon", str(raw), "-o", str(out), "--preset", "cpu-test", "--truth", str(truth), "--report",
                  str(rep), "-q", *args]) == 0
-    images, report = read_images(out)[1], json.loads(rep.read_text())
+    return read_images(out)[1], json.loads(rep.read_text())
+
+
+@pytest.mark.parametrize("args", [["--concurrent-slices", "2"], ["--concurrent-slices", "3"],
+                                  ["--device", "cpu,cpu"]])
+def test_slices_at_once_write_the_images_of_one_at_a_time(exam_file, one_at_a_time, tmp_path, args, capsys):
+    images, report = _recon(exam_file, tmp_path, args)
     ref_images, ref_report = one_at_a_time
     assert_same_images(images, ref_images)
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("slice ")]
@@ -56,11 +61,7 @@ def test_slices_at_once_write_the_images_of_one_at_a_time(exam_file, one_at_a_ti
 def test_batched_slices_write_the_images_of_one_at_a_time(exam_file, one_at_a_time, tmp_path, args):
     """Batched fits (tests/recon/test_batched_fit.py states the tolerance): same images to 1e-5 of each slice's
     largest pixel, same numbering and order; the report says how the slices were batched."""
-    raw, truth = exam_file
-    out, rep = tmp_path / "o.h5", tmp_path / "r.json"
-    assert main(["recon", str(raw), "-o", str(out), "--preset", "cpu-test", "--truth", str(truth), "--report",
-                 str(rep), "-q", *args]) == 0
-    images, report = read_images(out)[1], json.loads(rep.read_text())
+    images, report = _recon(exam_file, tmp_path, args)
     ref_images, ref_report = one_at_a_time
     assert [(im.slice, im.phase, im.image_index) for im in images] == [(im.slice, im.phase, im.image_index)
                                                                         for im in ref_images]
