@@ -301,12 +301,12 @@ def cached_doc(cases_dir: Path, cache: Path, tune_groups: list[str] | None = Non
     groups' cases at each replayed pair when that pair was run on them, and ``bart-oracle`` as each case's **best
     searched pair** (a lower bound of the per-case optimum when its climb did not finish; ``searched`` says how many
     pairs were run on the case)."""
-    runs = BartRuns(cases_dir, cache, cache)  # work folder unused: nothing runs
+    results, run_key = read_cache(cache), BartRuns.key
     cases = case_list(cases_dir, only=only)
     shape = (len(LAMBDA_T), len(LAMBDA_W))
 
     def cached(metas: list[dict]) -> Callable[[int, int], float]:
-        return lambda i, j: float(np.mean([runs.results[runs.key(m["name"], LAMBDA_T[i], LAMBDA_W[j])]["psnr"]
+        return lambda i, j: float(np.mean([results[run_key(m["name"], LAMBDA_T[i], LAMBDA_W[j])]["psnr"]
                                            for m in metas]))
 
     tuning, rows = [], []
@@ -318,21 +318,21 @@ def cached_doc(cases_dir: Path, cache: Path, tune_groups: list[str] | None = Non
             except KeyError:  # the climb went on past what was run
                 continue
             lt, lw = LAMBDA_T[i], LAMBDA_W[j]
-            res = [runs.results[runs.key(m["name"], lt, lw)] for m in metas]
+            res = [results[run_key(m["name"], lt, lw)] for m in metas]
             tuning.append({"group": g, "snr": key[0], "spokes": key[1], "lambda_t": lt, "lambda_w": lw,
                            "psnr": round(float(np.mean([r["psnr"] for r in res])), 3),
                            "ssim": round(float(np.mean([r["ssim"] for r in res])), 4),
                            "cases": [m["name"] for m in metas], "edge": i in (0, shape[0] - 1) or j == shape[1] - 1})
             for m in (c for c in cases if c["group"] != g and cell(c) == key):
-                k = runs.key(m["name"], lt, lw)
-                if k in runs.results:
-                    rows.append(_row(m, "bart-tuned", lt, lw, runs.results[k], tuned_on=g))
+                k = run_key(m["name"], lt, lw)
+                if k in results:
+                    rows.append(_row(m, "bart-tuned", lt, lw, results[k], tuned_on=g))
     for m in cases:
-        done = [(lt, lw) for lt in LAMBDA_T for lw in LAMBDA_W if runs.key(m["name"], lt, lw) in runs.results]
+        done = [(lt, lw) for lt in LAMBDA_T for lw in LAMBDA_W if run_key(m["name"], lt, lw) in results]
         if done:
-            lt, lw = max(done, key=lambda p: runs.results[runs.key(m["name"], *p)]["psnr"])
-            rows.append(_row(m, "bart-oracle", lt, lw, runs.results[runs.key(m["name"], lt, lw)],
+            lt, lw = max(done, key=lambda p: results[run_key(m["name"], *p)]["psnr"])
+            rows.append(_row(m, "bart-oracle", lt, lw, results[run_key(m["name"], lt, lw)],
                              searched=len(done)))
     return {"grid": {"lambda_t": LAMBDA_T, "lambda_w": LAMBDA_W, "iterations": ITERATIONS}, "tuning": tuning,
-            "rows": rows, "pics_runs": len(runs.results), "complete": False,
+            "rows": rows, "pics_runs": len(results), "complete": False,
             "oracle": "best of the pairs searched per case (the climbs did not all finish)"}
