@@ -13,16 +13,13 @@
 # Logs go to $OUT/*.log (the exam's working folder stays in /tmp).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if [ -z "${PY:-}" ]; then if [ -x .venv/bin/python ]; then PY=.venv/bin/python; else PY=python3; fi; fi
+. benchmarks/device_env.sh  # PY, use_device_wheels
 OUT=${OUT:-benchmarks/out/batch_exam}
 SIZES=${SIZES:-1,4,6,12} BATCHES=${BATCHES:-4,6,12} CONCURRENCY=${CONCURRENCY:-1,default}
 STEPS=${STEPS:-100}
 
 gpu() {
-    if [ "${WHEELS:-1}" = 1 ] && compgen -G ".whl/*.whl" >/dev/null; then
-        $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
-        export PYTHONPATH=/tmp/site:$PWD:${PYTHONPATH:-}
-    fi
+    if [ "${WHEELS:-1}" = 1 ]; then use_device_wheels; fi
     mkdir -p "$OUT"
     if [ "${DEVICE:-cuda}" = cuda ]; then nvidia-smi --query-gpu=name,memory.used,memory.total --format=csv,noheader; fi
     $PY benchmarks/batched_step.py --out "$OUT" --device "${DEVICE:-cuda}" --sizes "$SIZES" --steps "$STEPS" \

@@ -8,11 +8,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-benchmarks/out/issue16} DEVICE=${DEVICE:-cuda} PRESET=${PRESET:-fast}
-if [ -z "${PY:-}" ]; then if [ -x .venv/bin/python ]; then PY=.venv/bin/python; else PY=python3; fi; fi
-if compgen -G ".whl/*.whl" >/dev/null; then
-    $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
-    export PYTHONPATH=/tmp/site:$PWD:${PYTHONPATH:-}
-fi
+. benchmarks/device_env.sh  # PY, use_device_wheels
+use_device_wheels
 size=()
 if [ -n "${SMALL:-}" ]; then size=(--matrix 32 --frames 8 --coils 4); fi
 mkdir -p "$OUT"

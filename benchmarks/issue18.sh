@@ -17,7 +17,7 @@ MATRIX=${MATRIX:-128} FRAMES=${FRAMES:-30} COILS=${COILS:-8} SPOKES=${SPOKES:-13
 PRESET=${PRESET:-fast} DEVICE=${DEVICE:-cuda} OUT=${OUT:-benchmarks/out/issue18}
 DEADLINE_S=${DEADLINE_S:-150}  # no simulated stack after this many seconds of the script
 EXTRA=${EXTRA:-}               # more options for every benchmark (the test's --set dainr.steps=...)
-if [ -z "${PY:-}" ]; then if [ -x .venv/bin/python ]; then PY=.venv/bin/python; else PY=python3; fi; fi
+. benchmarks/device_env.sh  # PY, use_device_wheels
 
 step() {  # step NAME COMMAND...: COMMAND's output in $OUT/NAME.log; a failure is reported, not fatal
     local name=$1
@@ -27,10 +27,7 @@ step() {  # step NAME COMMAND...: COMMAND's output in $OUT/NAME.log; a failure i
 }
 
 gpu() {
-    if compgen -G ".whl/*.whl" >/dev/null; then
-        $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
-        export PYTHONPATH=/tmp/site:$PWD:${PYTHONPATH:-}
-    fi
+    use_device_wheels
     mkdir -p "$OUT"
     if [ "$DEVICE" = cuda ]; then nvidia-smi --query-gpu=name --format=csv,noheader; fi
     local size="--matrix $MATRIX --frames $FRAMES --coils $COILS --spokes $SPOKES --preset $PRESET --device $DEVICE"

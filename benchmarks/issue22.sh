@@ -25,7 +25,7 @@ ONLY=${ONLY:-}                 # case-name patterns (fnmatch) to run; empty = al
 EXTRA=${EXTRA:-}               # more `quality.py run` options (the test's step cap)
 DATA_FILES="dmri_tgv2_demo_data.mat gpuNUFFT_radial_cardiac_25_projections.mat HGGM_dataCine8fr.mat
 CMRxRecon2024_demo_cine_sax.mat"
-if [ -z "${PY:-}" ]; then if [ -x .venv/bin/python ]; then PY=.venv/bin/python; else PY=python3; fi; fi
+. benchmarks/device_env.sh  # PY, use_device_wheels
 
 data() {
     local src=${DAINR_DATA_DIR:-../shared/cardiac_data}
@@ -35,10 +35,7 @@ data() {
 }
 
 gpu() {
-    if compgen -G ".whl/*.whl" >/dev/null; then
-        $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
-        export PYTHONPATH=/tmp/site:$PWD:${PYTHONPATH:-}
-    fi
+    use_device_wheels
     if [ -d benchmarks/out/data ]; then export DAINR_DATA_DIR=$PWD/benchmarks/out/data; fi
     mkdir -p "$OUT"
     if [ "$DEVICE" = cuda ]; then nvidia-smi --query-gpu=name --format=csv,noheader; fi

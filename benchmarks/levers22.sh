@@ -17,11 +17,8 @@ SEEDS=${SEEDS:-0,1} ONLY=${ONLY:-} PARALLEL=${PARALLEL:-3} DEADLINE_S=${DEADLINE
 VARIANTS=${VARIANTS:-benchmarks/levers22.txt} EXTRA=${EXTRA:-} BART_JOBS=${BART_JOBS:-0}
 CASES=${CASES:-/tmp/cases22} OUT=${OUT:-benchmarks/out/levers} BART_CACHE=${BART_CACHE:-benchmarks/out/bart_runs}
 FINGERPRINT=${FINGERPRINT:-benchmarks/cases22_kspace_fingerprint.json}
-if [ -z "${PY:-}" ]; then if [ -x .venv/bin/python ]; then PY=.venv/bin/python; else PY=python3; fi; fi
-if compgen -G ".whl/*.whl" >/dev/null; then
-    $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
-    export PYTHONPATH=/tmp/site:$PWD:${PYTHONPATH:-}
-fi
+. benchmarks/device_env.sh  # PY, use_device_wheels
+use_device_wheels
 if [ -x .vendor/bart/bin/bart ]; then export PATH=$PWD/.vendor/bart/bin:$PATH; fi
 if [ -d benchmarks/out/data ]; then export DAINR_DATA_DIR=$PWD/benchmarks/out/data; fi
 mkdir -p "$OUT"
