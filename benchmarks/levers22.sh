@@ -42,7 +42,9 @@ fi
 run_variant() {  # NAME OVERRIDE...
     local name=$1; shift
     local sets=()
-    for o in "$@"; do sets+=(--set "$o"); done
+    for o in "$@"; do  # --flag=value passes to quality.py run as is (e.g. --only=..., --seeds=...); else an override
+        if [[ $o == --* ]]; then sets+=("$o"); else sets+=(--set "$o"); fi
+    done
     # shellcheck disable=SC2086
     $PY benchmarks/quality.py run --cases "$CASES" --methods dainr:fast --seeds "$SEEDS" --device "$DEVICE" \
       --only "$ONLY" --budget $((END - $(date +%s))) "${sets[@]}" $EXTRA --json "$OUT/v_$name.json" \
