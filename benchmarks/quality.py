@@ -112,6 +112,10 @@ def run_methods(cases_dir: Path, methods: list[str], device: str, monitor: int, 
                     row["features_seed"] = cfg.dainr.features.seed
                 if "selected_step" in res.info:
                     row["selected_step"] = res.info["selected_step"]
+                if res.validation:  # held-out k-space loss at the selected step (truth-free; for choosing among fits)
+                    row["heldout_loss"] = round(min(v for _, v in res.validation), 6)
+                if res.loss:
+                    row["final_loss"] = round(res.loss[-1], 6)
                 if curve:
                     row["curve"] = curve
                 rows.append(row)
