@@ -376,6 +376,7 @@ class _Worker:
             raise
         except BaseException as exc:  # noqa: BLE001 - an internal failure, logged here, typed for the client
             kind, details = _outcome(exc)[1]
+            detached(exc)  # its frames (the slices' data) would outlive the group, held by the exam's futures
             log.warning("%s: %s", first.label, details)
             raise InternalError.of(kind) from None
         finally:
