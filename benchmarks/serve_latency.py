@@ -14,6 +14,15 @@ In one process (each measured step a ``dainr`` subprocess):
    images sent (goal: <= 0.3 s), per connection;
 5. every connection's pixels compared with ``dainr recon``'s (they must be identical).
 
+``--concurrent-slices N`` is passed to ``dainr serve`` (default: its own, as ``dainr recon``'s); ``--wait-ready`` waits
+for the worker's warm-up before the first connection; ``--raw`` and ``--reference`` reuse a raw file and its
+``dainr recon`` images (a second run of the same case). A 12-slice stream through a warm server, one slice at a time
+against the default (``benchmarks/issue16_gadget.sh serve``)::
+
+    python benchmarks/serve_latency.py --out /tmp/s1 --slices 12 --connections 1 --wait-ready --concurrent-slices 1
+    python benchmarks/serve_latency.py --out /tmp/sd --slices 12 --connections 1 --wait-ready \
+        --raw /tmp/s1/raw.h5 --reference /tmp/s1/recon.h5
+
 Writes ``serve_latency.json`` in ``--out`` and prints a summary. ``--preset cpu-test --matrix 32 ...`` shrink it for a
 CPU check.
 """
@@ -81,19 +90,28 @@ def main() -> int:
     p.add_argument("--coils", type=int, default=8)
     p.add_argument("--spokes", type=int, default=13)
     p.add_argument("--slices", type=int, default=1)
+    p.add_argument("--concurrent-slices", type=int, help="dainr serve --concurrent-slices (default: its own)")
+    p.add_argument("--wait-ready", action="store_true", help="wait for the worker's warm-up before connecting")
+    p.add_argument("--raw", type=Path, help="reuse this raw file (with --reference) instead of simulating one")
+    p.add_argument("--reference", type=Path, help="dainr recon's images of --raw")
     a = p.parse_args()
+    if (a.raw is None) != (a.reference is None):
+        sys.exit("--raw and --reference go together")
     out = a.out
     out.mkdir(parents=True, exist_ok=True)
-    raw = out / "raw.h5"
+    raw = a.raw or out / "raw.h5"
     result: dict = {"command": " ".join(sys.argv), "preset": a.preset, "device": a.device,
+                    "concurrent_slices": a.concurrent_slices or "default",
                     "case": {k: getattr(a, k) for k in ("matrix", "frames", "coils", "spokes", "slices")}}
-    timed(dainr("simulate", "--matrix", str(a.matrix), "--frames", str(a.frames), "--coils", str(a.coils),
+    if a.raw is None:
+        timed(dainr("simulate", "--matrix", str(a.matrix), "--frames", str(a.frames), "--coils", str(a.coils),
                 "--spokes", str(a.spokes), "--slices", str(a.slices), "--seed", "0", "-o", str(raw), "-q",
-                "--overwrite"), out / "simulate.log")
-    ref = out / "recon.h5"
-    ref.unlink(missing_ok=True)
-    result["recon_wall_seconds"] = round(timed(dainr("recon", str(raw), "-o", str(ref), "--preset", a.preset,
-                                                     "--device", a.device, "-q"), out / "recon.log"), 3)
+                    "--overwrite"), out / "simulate.log")
+    ref = a.reference or out / "recon.h5"
+    if a.reference is None:
+        ref.unlink(missing_ok=True)
+        result["recon_wall_seconds"] = round(timed(dainr("recon", str(raw), "-o", str(ref), "--preset", a.preset,
+                                                         "--device", a.device, "-q"), out / "recon.log"), 3)
     port = free_port()
     # A replay with no server listening: its own start-up and exit, which every connection's wall time includes.
     result["replay_startup_seconds"] = round(timed(dainr("replay", str(raw), "-o", str(out / "none.h5"), "--port",
@@ -102,9 +120,10 @@ def main() -> int:
     log_path = out / "serve.log"
     t0 = time.perf_counter()
     with open(out / "serve.stderr", "w") as err:
+        extra = ["--concurrent-slices", str(a.concurrent_slices)] if a.concurrent_slices else []
         server = subprocess.Popen(dainr("serve", "--port", str(port), "--device", a.device, "--default-config",
-                                        a.preset, "--log", str(log_path)), stdout=subprocess.DEVNULL, stderr=err,
-                                  cwd=REPO, env=ENV)
+                                        a.preset, "--log", str(log_path), *extra), stdout=subprocess.DEVNULL,
+                                  stderr=err, cwd=REPO, env=ENV)
     try:
         while True:
             probe = subprocess.run([sys.executable, "-m", "dainr.server.health", "--port", str(port), "--timeout",
@@ -115,6 +134,10 @@ def main() -> int:
                 sys.exit(f"dainr serve did not become healthy:\n{(out / 'serve.stderr').read_text()[-3000:]}")
             time.sleep(0.2)
         result["serve_ready_seconds"] = round(time.perf_counter() - t0, 3)
+        while a.wait_ready and not READY.search(log_path.read_text()):
+            if server.poll() is not None or time.perf_counter() - t0 > 180:
+                sys.exit(f"the worker did not warm up:\n{log_path.read_text()[-3000:]}")
+            time.sleep(0.1)
         time.sleep(a.warm_wait)
         walls, identical = [], []
         reference = pixels(ref)
@@ -146,7 +169,7 @@ def main() -> int:
                                    "reconstruction_end_to_sent_seconds": sent[c]} for c in conns])
     (out / "serve_latency.json").write_text(json.dumps(result, indent=2))
     print(f"\nserver healthy after {result['serve_ready_seconds']:.2f} s; a replay's own start-up and exit "
-          f"{result['replay_startup_seconds']:.2f} s; dainr recon of the file {result['recon_wall_seconds']:.2f} s; "
+          f"{result['replay_startup_seconds']:.2f} s; dainr recon of the file {result.get('recon_wall_seconds')} s; "
           f"the worker's own start-up (in its process, from its spawn with the server): "
           f"{result['worker_startup_seconds']} s")
     for k, c in enumerate(conns):

@@ -55,6 +55,13 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="on SIGTERM, seconds running jobs may take to finish before they are cancelled; the server "
                         "is gone within --grace + 7 s (cancelled jobs get 5 s to stop, then their worker process is "
                         "killed) (default 60)")
+    p.add_argument("--concurrent-slices", type=int, metavar="N",
+                   help="a connection's waiting slices: fits (slices alone, or batches of --batch-slices) run at once "
+                        "on the device, as dainr recon's option (default: as many as fit the GPU memory, at most 6; 1 "
+                        "on the CPU); each slice's images are those it gets alone")
+    p.add_argument("--batch-slices", type=int, metavar="N",
+                   help="DA-INR: fit up to N waiting slices of a connection together in one batched step, as dainr "
+                        "recon's option (default 1)")
     p.add_argument("--in-process", action="store_true",
                    help="run the worker in a thread of the server instead of a child process (one device only; "
                         "its optimisation then cannot be stopped between two progress reports)")
@@ -90,6 +97,7 @@ def resolve_devices(spec: str, workers: int = 1) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     from dainr.server.listener import ReconServer, ServerOptions
+    from dainr.server.workers import ExamOptions
 
     if args.log:
         handler = logging.FileHandler(args.log)
@@ -99,6 +107,9 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--max-jobs must be >= 1 and --max-connections at least --max-jobs")
     if min(args.timeout, args.stream_timeout, args.max_time, args.max_steps) <= 0 or args.grace < 0:
         raise ConfigError("--timeout, --stream-timeout, --max-time and --max-steps must be > 0, --grace >= 0")
+    for flag, value in (("--concurrent-slices", args.concurrent_slices), ("--batch-slices", args.batch_slices)):
+        if value is not None and value < 1:
+            raise ConfigError(f"{flag} must be >= 1, got {value}")
     devices = resolve_devices(args.device, args.workers)
     if args.in_process and len(devices) > 1:
         raise ConfigError("--in-process runs one worker: use it with a single device")
@@ -107,7 +118,8 @@ def run(args: argparse.Namespace) -> int:
                             default_config=args.default_config, config_dirs=list(args.config_dir),
                             max_steps=args.max_steps,
                             limits=Limits(idle_timeout_s=args.timeout, stream_timeout_s=args.stream_timeout),
-                            connection_timeout_s=args.max_time, grace_s=args.grace)
+                            connection_timeout_s=args.max_time, grace_s=args.grace,
+                            exam=ExamOptions(args.concurrent_slices, args.batch_slices))
     server = ReconServer(options)
     server.bind()
     if args.host not in ("127.0.0.1", "localhost", "::1"):

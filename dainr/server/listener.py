@@ -1,7 +1,8 @@
 """``dainr serve``: an MRD/Gadgetron streaming server that reconstructs radial cines slice by slice.
 
 Per connection (a thread): read the config message and the header, then the acquisitions; every slice completed
-(``ACQ_LAST_IN_SLICE`` or CLOSE) is validated and queued for the devices (:mod:`dainr.server.workers`); a sender
+(``ACQ_LAST_IN_SLICE`` or CLOSE) is validated and queued for the devices (:mod:`dainr.server.workers`: a connection's
+waiting slices run together as ``dainr recon`` runs a file's, several in flight on a GPU); a sender
 thread streams each slice's images back as soon as it is done, in slice order; after the last slice the server sends
 CLOSE. An error (unknown config, refused data, malformed message, failed reconstruction) is answered with one TEXT
 line ``ERROR: ...`` and CLOSE, in the client's terms (the server log has the details).
@@ -39,7 +40,8 @@ from typing import Iterator
 from dainr.config import DEFAULT_PRESET
 from dainr.errors import ConfigError, DainrError, error_line
 from dainr.server.config_names import DEFAULT_MAX_STEPS, ConfigSources, OperatorConfigError
-from dainr.server.workers import CANCEL_GRACE_S, CancelFlag, JobCancelled, QueuedSlice, WorkerPool, detached
+from dainr.server.workers import (CANCEL_GRACE_S, CancelFlag, ExamOptions, JobCancelled, QueuedSlice, WorkerPool,
+                                  detached)
 from dainr.stream import protocol
 from dainr.stream.pipeline import new_collector
 from dainr.stream.settings import ReconSettings
@@ -90,6 +92,9 @@ class ServerOptions:
         Seconds a cancelled reconstruction may take to stop before its worker process is killed.
     grace_s:
         On shutdown, how long running connections may take to finish before they are cancelled.
+    exam:
+        How a connection's waiting slices run together (``--concurrent-slices``, ``--batch-slices``; default
+        ``dainr recon``'s: :mod:`dainr.server.workers`).
     """
 
     host: str = "127.0.0.1"
@@ -105,6 +110,7 @@ class ServerOptions:
     connection_timeout_s: float | None = 3600.0
     cancel_grace_s: float = CANCEL_GRACE_S
     grace_s: float = 60.0
+    exam: ExamOptions = field(default_factory=ExamOptions)
 
     @property
     def connections(self) -> int:
@@ -300,11 +306,12 @@ class _Session:
         return configs.default
 
     def _submit(self, jobs: list, settings: ReconSettings) -> None:
-        for job in jobs:
-            label = f"{self.name} slice {job.cine.slice_index}"
-            item = self.server.pool.submit(job, settings, label, self.cancel)
+        if not jobs:
+            return
+        labels = [f"{self.name} slice {job.cine.slice_index}" for job in jobs]
+        for item in self.server.pool.submit(jobs, settings, labels, self.cancel):
             self.queued += 1
-            log.info("%s: queued (%d waiting for a device)", label, self.server.pool.waiting)
+            log.info("%s: queued (%d waiting for a device)", item.label, self.server.pool.waiting)
             self.outbox.put(item)
 
     def _first_message(self) -> protocol.Message:
@@ -443,7 +450,7 @@ class ReconServer:
                 raise ConfigError(f"--config-dir {d} is not a folder")
         self.configs = ConfigSources(default, options.default_config, tuple(Path(d) for d in options.config_dirs),
                                      options.max_steps)
-        self.pool = WorkerPool(options.devices, options.isolate, options.cancel_grace_s)
+        self.pool = WorkerPool(options.devices, options.isolate, options.cancel_grace_s, options.exam)
         self.stopping = False
         self._in_progress: list[_Session] = []
         self._listener: socket.socket | None = None

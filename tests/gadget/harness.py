@@ -13,6 +13,7 @@ import struct
 import subprocess
 import sys
 import threading
+import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +44,8 @@ class Reply:
     others: ``(id, item)`` of other messages.
     closed: True when CLOSE arrived.
     log: the gadget's stderr (subprocess runs).
+    image_times: ``time.perf_counter()`` when each image arrived.
+    started: ``time.perf_counter()`` when the step started (:meth:`FakeGadgetron.run`: just before the spawn).
     """
 
     ids: list[int] = field(default_factory=list)
@@ -52,6 +55,8 @@ class Reply:
     closed: bool = False
     log: str = ""
     returncode: int | None = None
+    image_times: list[float] = field(default_factory=list)
+    started: float | None = None
 
 
 class _Stream:
@@ -146,6 +151,7 @@ def _read_all(stream: _Stream, reply: Reply) -> Reply:
             reply.errors.append(stream.read(n).decode("utf-8"))
         elif mid == constants.GADGET_MESSAGE_ISMRMRD_IMAGE:
             reply.images.append(readers.read_image(stream))
+            reply.image_times.append(time.perf_counter())
         elif mid == constants.GADGET_MESSAGE_ISMRMRD_WAVEFORM:
             reply.others.append((mid, readers.read_waveform(stream)))
         elif mid == constants.GADGET_MESSAGE_ISMRMRD_ACQUISITION:
@@ -183,12 +189,14 @@ class FakeGadgetron:
         env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
         env["GADGETRON_EXTERNAL_LOG_LEVEL"] = "INFO"
         with open(self.log_path, "wb") as log:
+            started = time.perf_counter()
             child = subprocess.Popen([sys.executable, "-m", "gadgetron", str(self.port), module, target],
                                      stdout=log, stderr=subprocess.STDOUT, env=env, cwd=str(REPO))
             try:
                 sock, _ = self.server.accept()
                 with sock:
                     reply = exchange(sock, config, header, items, close)
+                reply.started = started
                 reply.returncode = child.wait(TIMEOUT)
             finally:
                 if child.poll() is None:

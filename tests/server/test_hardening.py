@@ -173,7 +173,7 @@ def test_a_failed_thread_start_refuses_that_client_and_keeps_listening(tmp_path,
 
 def test_a_failed_job_is_freed_without_a_garbage_collection_and_its_internals_stay_in_the_log(
         tmp_path, raw_one, monkeypatch, caplog):
-    from dainr.server import workers
+    from dainr.stream import exam
 
     kept = []
 
@@ -181,7 +181,7 @@ def test_a_failed_job_is_freed_without_a_garbage_collection_and_its_internals_st
         kept.append(weakref.ref(job.cine.kspace))
         raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] data. DefaultCPUAllocator: not enough memory")
 
-    monkeypatch.setattr(workers, "reconstruct_slice", failing)
+    monkeypatch.setattr(exam, "reconstruct_slice", failing)  # the server runs its slices as an exam
     srv = make_server(tmp_path)
     gc.collect()
     gc.disable()
@@ -283,6 +283,7 @@ def test_an_image_from_a_client_is_refused_before_its_body(server, raw_one):
 
 def test_health_query_answers_whether_a_worker_can_take_a_job(tmp_path, raw_one, monkeypatch):
     from dainr.server import health, workers
+    from dainr.stream import exam
 
     release = threading.Event()
 
@@ -295,7 +296,7 @@ def test_health_query_answers_whether_a_worker_can_take_a_job(tmp_path, raw_one,
         port = srv.address[1]
         assert health.probe(port=port) == "ok"
         assert srv.jobs == 0  # a probe takes no slot
-        monkeypatch.setattr(workers, "reconstruct_slice", deaf)
+        monkeypatch.setattr(exam, "reconstruct_slice", deaf)
         sock = connect(srv)
         send_request(sock, raw_one, text=ADJOINT)
         wait_until(lambda: srv.pool.running, what="the slice to start")
