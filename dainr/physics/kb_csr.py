@@ -95,13 +95,14 @@ class KbCsr(torch.nn.Module):
         dev, it = cols.device, torch.int32
         block = torch.arange(b, device=dev, dtype=it)[:, None]
         nnz = b * k * j
-        crow = torch.arange(0, nnz + 1, j, device=dev, dtype=it)
-        crow_h = torch.cat([(crow_h[:, :-1] + block * (k * j)).reshape(-1), torch.full((1,), nnz, device=dev, dtype=it)])
-        with warnings.catch_warnings():  # "Sparse CSR tensor support is in beta state": the products used here are not
+        rows = torch.arange(0, nnz + 1, j, device=dev, dtype=it)  # J entries a row
+        end = torch.full((1,), nnz, device=dev, dtype=it)
+        rows_h = torch.cat([(crow_h[:, :-1] + block * (k * j)).reshape(-1), end])  # frame b's entries after b·K·J
+        with warnings.catch_warnings():  # torch warns once that CSR support is "in beta"; CSR @ dense is all we use
             warnings.filterwarnings("ignore", message="Sparse CSR tensor support", category=UserWarning)
-            a = torch.sparse_csr_tensor(crow, (cols + block * g).reshape(-1), vals.reshape(-1), size=(b * k, b * g),
+            a = torch.sparse_csr_tensor(rows, (cols + block * g).reshape(-1), vals.reshape(-1), size=(b * k, b * g),
                                         check_invariants=False)
-            a_h = torch.sparse_csr_tensor(crow_h, (cols_h + block * k).reshape(-1), vals_h.reshape(-1),
+            a_h = torch.sparse_csr_tensor(rows_h, (cols_h + block * k).reshape(-1), vals_h.reshape(-1),
                                           size=(b * g, b * k), check_invariants=False)
         return a, a_h
 
