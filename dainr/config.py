@@ -238,7 +238,8 @@ class DainrConfig:
     tv_temporal: weight of a temporal total-variation penalty on the rendered frames (each step then renders
         ``frames_per_step`` consecutive frames); 0 = off (the reference has no regulariser).
     tv_spatial: weight of an isotropic spatial total-variation penalty on the rendered frames; 0 = off.
-    nufft_backend: ``gather`` (precomputed interpolation tables) or ``table`` (torchkbnufft).
+    nufft_backend: ``gather`` (precomputed interpolation tables), ``csr`` (the same tables as sparse matrix products:
+        deterministic without sorting, no per-neighbour intermediate) or ``table`` (torchkbnufft).
     fused: fused AdamW on CUDA. cuda_graph: capture the whole step in a CUDA graph on CUDA.
     """
 
@@ -267,7 +268,7 @@ class DainrConfig:
     log_every: int = checked(10, POSITIVE)
     tv_temporal: float = checked(0.0, NON_NEGATIVE)
     tv_spatial: float = checked(0.0, NON_NEGATIVE)
-    nufft_backend: Literal["gather", "table"] = "gather"
+    nufft_backend: Literal["gather", "csr", "table"] = "gather"
     fused: bool = True
     cuda_graph: bool = True
     grid: GridConfig = field(default_factory=GridConfig)

@@ -52,6 +52,27 @@ def kb_tables(omega: torch.Tensor, im_size: tuple[int, int], grid_size: tuple[in
     return idx, (w * shift[..., None]).to(torch.complex64)
 
 
+def kb_apodisation(im_size: tuple[int, int], grid_size: tuple[int, int], numpoints: int,
+                   device: torch.device) -> torch.Tensor:
+    """``(H, W)`` complex64 apodisation (torchkbnufft's scaling coefficients) that the interpolation kernel needs."""
+    apod = tkbn.KbNufft(im_size=im_size, grid_size=grid_size, numpoints=numpoints).scaling_coef
+    return apod.to(torch.complex64).to(device)
+
+
+def oversampled_fft(x: torch.Tensor, apod: torch.Tensor, grid_size: tuple[int, int]) -> torch.Tensor:
+    """``(B, C, H, W)`` images -> ``(B, C, gh, gw)`` unnormalised FFT of the apodised, zero-padded images."""
+    h, w = x.shape[-2:]
+    gh, gw = grid_size
+    return torch.fft.fft2(torch.nn.functional.pad(x * apod, (0, gw - w, 0, gh - h)))
+
+
+def cropped_ifft(grid: torch.Tensor, apod: torch.Tensor, im_size: tuple[int, int]) -> torch.Tensor:
+    """``(B, C, gh, gw)`` grid -> ``(B, C, H, W)``: the adjoint of :func:`oversampled_fft` (inverse FFT without
+    1/N, crop, conj(apod))."""
+    h, w = im_size
+    return torch.fft.ifft2(grid, norm="forward")[..., :h, :w] * apod.conj()
+
+
 class KbGather(torch.nn.Module):
     """Per-frame interpolation tables for ``(frames, K)`` samples on an oversampled grid.
 
@@ -73,16 +94,13 @@ class KbGather(torch.nn.Module):
         dev = omega.device
         self.register_buffer("idx", idx)
         self.register_buffer("weights", wts)
-        apod = tkbn.KbNufft(im_size=im_size, grid_size=grid_size, numpoints=numpoints).scaling_coef
-        self.register_buffer("apod", apod.to(torch.complex64).to(dev))
+        self.register_buffer("apod", kb_apodisation(im_size, grid_size, numpoints, dev))
         self.im_size, self.grid_size = tuple(im_size), tuple(grid_size)
 
     def forward(self, x: torch.Tensor, frames: torch.Tensor | None = None) -> torch.Tensor:
         """``(B, C, H, W)`` coil images of frames ``frames`` -> ``(B, C, K)`` (unnormalised DFT convention)."""
         b, c = x.shape[:2]
-        gh, gw = self.grid_size
-        h, w = self.im_size
-        grid = torch.fft.fft2(torch.nn.functional.pad(x * self.apod, (0, gw - w, 0, gh - h)))
+        grid = oversampled_fft(x, self.apod, self.grid_size)
         idx = self.idx if frames is None else self.idx[frames]
         wts = self.weights if frames is None else self.weights[frames]
         k, j = idx.shape[1:]
@@ -93,12 +111,10 @@ class KbGather(torch.nn.Module):
         """``(B, C, K)`` -> ``(B, C, H, W)``: the exact adjoint of :meth:`forward`."""
         b, c = y.shape[:2]
         gh, gw = self.grid_size
-        h, w = self.im_size
         idx = self.idx if frames is None else self.idx[frames]
         wts = self.weights if frames is None else self.weights[frames]
         k, j = idx.shape[1:]
         contrib = (y[..., None] * wts.conj()[:, None]).reshape(b, c, k * j)
         grid = torch.zeros(b, c, gh * gw, dtype=y.dtype, device=y.device)
         grid.scatter_add_(2, idx.reshape(b, 1, k * j).expand(b, c, k * j), contrib)
-        img = torch.fft.ifft2(grid.reshape(b, c, gh, gw), norm="forward")[..., :h, :w]
-        return img * self.apod.conj()
+        return cropped_ifft(grid.reshape(b, c, gh, gw), self.apod, self.im_size)

@@ -21,7 +21,11 @@ with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message="`torch.jit.script` is deprecated", category=DeprecationWarning)
     import torchkbnufft as tkbn
 
+from dainr.physics.kb_csr import KbCsr
 from dainr.physics.kb_gather import KbGather
+
+#: The NUFFT backends (``dainr.nufft_backend``).
+BACKENDS = ("gather", "csr", "table")
 
 
 def traj_to_omega(traj: torch.Tensor) -> torch.Tensor:
@@ -41,8 +45,10 @@ class MultiCoilNufft(torch.nn.Module):
     numpoints, oversampling:
         Kaiser–Bessel kernel width and grid oversampling of torchkbnufft.
     backend:
-        ``gather`` (precomputed interpolation tables, :class:`~dainr.physics.kb_gather.KbGather`; fast on GPUs) or
-        ``table`` (torchkbnufft's table interpolation; less memory). Both compute the same operator.
+        ``gather`` (precomputed interpolation tables, :class:`~dainr.physics.kb_gather.KbGather`; fast on GPUs),
+        ``csr`` (the same tables as sparse matrix products, :class:`~dainr.physics.kb_csr.KbCsr`: no atomics, no
+        per-neighbour intermediate) or ``table`` (torchkbnufft's table interpolation; less memory). ``gather`` and
+        ``csr`` compute the same operator to float rounding; ``table`` approximates the kernel from a table.
 
     Sample weights (0 for padded or held-out spokes, density compensation) are never stored in the operator: callers
     multiply the k-space by them, or pass them to :meth:`normal`.
@@ -61,11 +67,11 @@ class MultiCoilNufft(torch.nn.Module):
         dtype = smaps.dtype
         self.register_buffer("omega", traj_to_omega(traj.reshape(self.n_frames, -1, 2).to(torch.float32)))
         self.register_buffer("smaps", smaps)
-        if backend not in ("gather", "table"):
-            raise ValueError(f"unknown NUFFT backend {backend!r}; choose gather or table")
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown NUFFT backend {backend!r}; choose one of {', '.join(BACKENDS)}")
         self.backend = backend
-        if backend == "gather":
-            self._gather = KbGather(self.omega, self.im_size, grid, numpoints)
+        if backend in ("gather", "csr"):
+            self._interp = (KbGather if backend == "gather" else KbCsr)(self.omega, self.im_size, grid, numpoints)
         else:
             self._fwd = tkbn.KbNufft(im_size=self.im_size, grid_size=grid, numpoints=numpoints, dtype=dtype)
             self._adj = tkbn.KbNufftAdjoint(im_size=self.im_size, grid_size=grid, numpoints=numpoints, dtype=dtype)
@@ -84,8 +90,8 @@ class MultiCoilNufft(torch.nn.Module):
     def forward(self, x: torch.Tensor, frames: torch.Tensor | None = None) -> torch.Tensor:
         """``(B, H, W)`` complex images of frames ``frames`` (B indices; None = all) -> ``(B, coils, spokes, samples)``."""
         coil_images = x[:, None] * self.smaps[None]
-        if self.backend == "gather":
-            y = self._gather(coil_images, frames) * self.scale
+        if self.backend != "table":
+            y = self._interp(coil_images, frames) * self.scale
         else:
             y = self._fwd(coil_images, self._omega(frames)) * self.scale
         return y.reshape(x.shape[0], self.n_coils, self.n_spokes, self.n_samples)
@@ -93,8 +99,8 @@ class MultiCoilNufft(torch.nn.Module):
     def adjoint_coils(self, y: torch.Tensor, frames: torch.Tensor | None = None) -> torch.Tensor:
         """``(B, coils, spokes, samples)`` -> ``(B, coils, H, W)`` per-coil adjoint images (no coil combination)."""
         b = y.shape[0]
-        if self.backend == "gather":
-            return self._gather.adjoint(y.reshape(b, y.shape[1], -1), frames) * self.scale
+        if self.backend != "table":
+            return self._interp.adjoint(y.reshape(b, y.shape[1], -1), frames) * self.scale
         return self._adj(y.reshape(b, y.shape[1], -1), self._omega(frames)) * self.scale
 
     def adjoint(self, y: torch.Tensor, frames: torch.Tensor | None = None) -> torch.Tensor:

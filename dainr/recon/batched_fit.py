@@ -59,7 +59,7 @@ log = logging.getLogger(__name__)
 def batch_key(fit: DainrFit) -> tuple | None:
     """What must agree for set-up fits to share a batched step (the DA-INR settings, the shapes of the data, the
     frames, the matrices, the step's options), or None when the fit cannot be batched at all (preconditioned
-    gradient, ``table`` NUFFT, tiny-cuda-nn grid)."""
+    gradient, a NUFFT other than ``gather``, tiny-cuda-nn grid)."""
     c, f = fit.c, fit.fitted
     if c.preconditioned_gradient or c.nufft_backend != "gather" or f.model.canonical.grid.backend != "torch":
         return None

@@ -24,6 +24,7 @@ from dainr.config import Config
 from dainr.data import CineData
 from dainr.errors import ResourceError
 from dainr.model.features import FEATURE_CHANNELS
+from dainr.recon.baselines import FRAME_COIL_PAIRS
 from dainr.recon.concurrent import device_wide
 from dainr.recon.dainr_model import build_model
 
@@ -69,7 +70,7 @@ class MemoryEstimate:
     Attributes
     ----------
     data: k-space, masks, density, trajectory and coil maps on the device.
-    nufft_tables: the gather NUFFT's per-sample neighbour indices and weights.
+    nufft_tables: the gather or csr NUFFT's per-sample neighbour indices and weights.
     model: network parameters with their gradients and AdamW state (and the averaged and best copies).
     features: the cached MDSR features of every frame.
     step: activations and NUFFT buffers of one step (grows with frames per step).
@@ -184,15 +185,20 @@ def estimate_memory(shape: SeriesShape, config: Config, frames_per_step: int | N
 
     # k-space (complex64), mask / density / fit and validation masks (4 float32), traj + omega (2×2 float32)
     data = f * coils * k * 8 + f * k * 4 * 4 + f * k * 2 * 4 * 2 + coils * hw * 8
-    gather = config.method != "dainr" or c.nufft_backend == "gather"
-    tables = f * k * j * 16 if gather else 0  # int64 index + complex64 weight
-    # building the tables: float64/complex128 intermediates of all frames at once
-    table_build = f * k * j * 48 if gather else 0
+    backend = "gather" if config.method != "dainr" else c.nufft_backend
+    # gather: int64 index + complex64 weight; csr: int32 column + complex64 value, twice (M and Mᴴ), Mᴴ's row pointers
+    tables = {"gather": f * k * j * 16, "csr": f * k * j * 24 + f * (grid + 1) * 4}.get(backend, 0)
+    # building the tables: float64/complex128 intermediates of all frames at once (csr: and the int64 sorts)
+    table_build = {"gather": f * k * j * 48, "csr": f * k * j * 64}.get(backend, 0)
+    # the interpolation of one frame and coil: gather's neighbour values (and the adjoint's sort keys), csr's
+    # row-major copy of the grid; the table NUFFT's buffers
+    interp = {"gather": k * j * 8 * 2, "csr": grid * 8}.get(backend, k * 8 * 16)
+    # frame × coil pairs of one adjoint call (an upper bound of adjoint_chunk(coils) · coils, monotonic in both)
+    adjoint_pairs = min(f * coils, max(FRAME_COIL_PAIRS, coils))
 
     if config.method != "dainr":
-        chunk = min(8, f)
-        adjoint = chunk * coils * (grid * 8 * 2 + k * j * 8 * 2)
-        cg = 6 * f * hw * 8 + f * coils * (grid * 8 * 2 + k * j * 8 * 2) if config.method == "cgsense" else 0
+        adjoint = adjoint_pairs * (grid * 8 * 2 + interp)
+        cg = 6 * f * hw * 8 + f * coils * (grid * 8 * 2 + interp) if config.method == "cgsense" else 0
         return MemoryEstimate(data=data, nufft_tables=tables, model=0, features=0, step=max(adjoint, cg),
                               setup=table_build)
 
@@ -208,12 +214,13 @@ def estimate_memory(shape: SeriesShape, config: Config, frames_per_step: int | N
     # one step: network activations, then the NUFFT of B frames (coil images, padded grid + FFT and their
     # gradients, gathered neighbours, predictions and residuals)
     step = b * hw * bytes_per_point(config)
-    step += b * coils * (hw * 8 * 2 + grid * 8 * 4 + (k * j * 8 * 3 if gather else k * 8 * 16) + k * 8 * 4)
-    # setup: undersampled adjoint (8-frame chunks), MDSR on 8 frames (64-channel 5×5 convs), the feature stack
-    chunk = min(8, f)
-    setup = chunk * coils * (grid * 8 * 2 + k * j * 8 * 2)
+    step_interp = {"gather": k * j * 8 * 3, "csr": grid * 8 * 2}.get(backend, k * 8 * 16)
+    step += b * coils * (hw * 8 * 2 + grid * 8 * 4 + step_interp + k * 8 * 4)
+    # setup: undersampled adjoint (chunks of adjoint_chunk(coils) frames), MDSR on 8 frames (64-channel 5×5
+    # convs), the feature stack
+    setup = adjoint_pairs * (grid * 8 * 2 + interp)
     if c.features.enabled:
-        setup = max(setup, chunk * 64 * hw * 4 * 6 + 2 * feats)
+        setup = max(setup, min(8, f) * 64 * hw * 4 * 6 + 2 * feats)
     # rendering all frames at the end: 4 frames at a time, without gradients
     setup = max(setup, model + feats + min(4, full.frames) * full_hw * bytes_per_point(config) // 3)
     return MemoryEstimate(data=data, nufft_tables=tables, model=model, features=feats,
