@@ -8,8 +8,9 @@ and its conjugate transpose ``M_fᴴ`` are stored in CSR form, built once per tr
     forward:  y = M · grid            its backward:  M ᴴ · dy
     adjoint:  grid = Mᴴ · y          its backward:  M · dgrid
 
-are all non-transposed CSR × dense products (cuSPARSE's SpMM on CUDA: one row of the result per thread group, no
-atomics, bit-identical runs; the transposed product is not, which is why ``Mᴴ`` is stored). ``Mᴴ``'s rows have varying
+are all non-transposed CSR × dense products (no transposed product, which is why ``Mᴴ`` is stored). On a CPU they
+repeat bit for bit; on an H200 (torch 2.11, cuSPARSE) they do not (measured: the step's NUFFT differs run to run and
+a fit's pixels by up to 22% of the maximum), so the fit refuses ``csr`` on a GPU with ``deterministic: true``. ``Mᴴ``'s rows have varying
 numbers of entries, but every frame has K·J of them, so the matrix of any B frames (block-diagonal) is assembled with
 fixed shapes from gathers of the per-frame pieces plus offsets: no host synchronisation, no data-dependent shape,
 capturable in a CUDA graph.

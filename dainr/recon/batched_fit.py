@@ -300,7 +300,7 @@ class BatchedFit:
                          validation=[] if sel is None else list(sel.history),
                          selected_step=None if best is None else sel.best_step, fitted=fit.fitted, seconds=seconds,
                          cuda_graph=self.graph is not None, setup_seconds=fit.setup_seconds,
-                         capture_seconds=self.capture_seconds)
+                         capture_seconds=self.capture_seconds, acceleration=fit.acceleration)
 
     def _capture(self) -> int:
         """Capture the batched step in a CUDA graph (or fall back to eager steps); returns the warm-up steps run."""

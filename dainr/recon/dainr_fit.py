@@ -42,7 +42,7 @@ from dainr.recon.baselines import adjoint_recon
 from dainr.recon.concurrent import empty_cache, seeded
 from dainr.recon.dainr_model import FittedDainr, build_model, load_weights
 from dainr.recon.dainr_step import DainrStep, StepGraph, build_optimizer, capture_step, lr_factor
-from dainr.recon.dainr_terms import DataTerm, loss_terms
+from dainr.recon.dainr_terms import DataTerm, loss_terms, radial_acceleration, sampling_tv
 from dainr.recon.operators import SliceProblem, build_problem
 
 log = logging.getLogger(__name__)
@@ -249,6 +249,9 @@ class FitResult:
         Wall time of the set-up before the first step (operator, held-out spokes, features, model), s.
     capture_seconds:
         Wall time of the CUDA-graph capture with its warm-up steps (part of ``seconds``), s; 0 without a graph.
+    acceleration:
+        The slice's radial acceleration (:func:`~dainr.recon.dainr_terms.radial_acceleration`), which set its TV
+        weights (``fitted.config``).
     """
 
     images: torch.Tensor
@@ -262,6 +265,7 @@ class FitResult:
     oom_frames_per_step: int | None = None
     setup_seconds: float = 0.0
     capture_seconds: float = 0.0
+    acceleration: float = 0.0
 
     @property
     def info(self) -> dict[str, Any]:
@@ -276,6 +280,9 @@ class FitResult:
         out["fit_seconds"] = round(self.seconds, 3)
         out["capture_seconds"] = round(self.capture_seconds, 3)
         out["cuda_graph"] = self.cuda_graph
+        c = self.fitted.config
+        out["radial_acceleration"] = round(self.acceleration, 2)
+        out["tv_weights"] = [c.tv_temporal, c.tv_spatial]
         if self.selected_step is not None:
             out["selected_step"] = self.selected_step
             out["steps_run"] = self.iterations
@@ -318,11 +325,15 @@ class DainrFit:
                  progress: Progress | None = None, monitor: Monitor | None = None, monitor_every: int = 0,
                  init_state: dict[str, torch.Tensor] | None = None):
         t0 = time.perf_counter()
-        c = self.c = config.dainr
         self.device, self.progress, self.monitor, self.monitor_every = device, progress, monitor, monitor_every
-        cine, maps = lowres_cine(prepared.cine, prepared.coil_maps, c.sr_ratio)
-        problem = build_problem(cine, maps, device, backend=c.nufft_backend)
+        if config.dainr.nufft_backend == "csr" and config.deterministic and device.type == "cuda":
+            raise ConfigError("dainr.nufft_backend=csr is not bit-identical run to run on a GPU (cuSPARSE); set "
+                              "deterministic=false to use it, or use the gather backend")
+        cine, maps = lowres_cine(prepared.cine, prepared.coil_maps, config.dainr.sr_ratio)
         spoke_mask = cine.spoke_mask if cine.spoke_mask is not None else np.ones(cine.kspace.shape[::2][:2], bool)
+        self.acceleration = radial_acceleration(spoke_mask, prepared.cine.matrix)
+        c = self.c = sampling_tv(config.dainr, self.acceleration)  # the TV weights this acquisition gets
+        problem = build_problem(cine, maps, device, backend=c.nufft_backend)
         held = torch.as_tensor(holdout_mask(spoke_mask, c.validation_fraction, config.seed), device=device)
         val_mask = problem.mask * held[..., None]
         fit_mask = problem.mask - val_mask  # the loss and the features never see held-out spokes
@@ -418,6 +429,7 @@ class DainrFit:
                          selected_step=None if best is None else sel.best_step, fitted=self.fitted,
                          seconds=seconds, cuda_graph=self.graph is not None,
                          oom_frames_per_step=self.oom_frames_per_step, setup_seconds=self.setup_seconds,
+                         acceleration=self.acceleration,
                          capture_seconds=self.capture_seconds)
 
     def _capture(self) -> int:

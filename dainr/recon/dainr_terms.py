@@ -8,9 +8,12 @@ step's rendered ``(B, H, W)`` complex frames and their ``(B,)`` indices. A new r
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from dataclasses import dataclass
 from typing import ClassVar, Protocol
 
+import numpy as np
 import torch
 
 from dainr.config import DainrConfig
@@ -141,3 +144,22 @@ REGULARISERS: tuple[type[Regulariser], ...] = (TemporalTV, SpatialTV)
 def loss_terms(c: DainrConfig, data: DataTerm) -> list[LossTerm]:
     """The data term, then every regulariser of :data:`REGULARISERS` whose weight in ``c`` is > 0."""
     return [data] + [r(getattr(c, r.field)) for r in REGULARISERS if getattr(c, r.field) > 0]
+
+
+def radial_acceleration(spoke_mask: np.ndarray, matrix: tuple[int, int]) -> float:
+    """Undersampling factor of a radial cine: the spokes a frame needs for Nyquist sampling (π/2 · N, N the larger
+    side of the image matrix, spokes through the centre) over the mean number of spokes a frame measured.
+
+    ``spoke_mask``: ``(frames, spokes)`` bool, True where a spoke was measured.
+    """
+    measured = float(np.asarray(spoke_mask, bool).sum(axis=1).mean())
+    return math.pi / 2 * max(matrix) / max(measured, 1.0)
+
+
+def sampling_tv(c: DainrConfig, acceleration: float) -> DainrConfig:
+    """``c`` with both TV weights multiplied by ``c.tv_sparse_factor`` when ``acceleration`` is at least
+    ``c.tv_sparse_acceleration`` (> 0); ``c`` itself otherwise."""
+    if c.tv_sparse_acceleration <= 0 or acceleration < c.tv_sparse_acceleration:
+        return c
+    return dataclasses.replace(c, tv_temporal=c.tv_temporal * c.tv_sparse_factor,
+                               tv_spatial=c.tv_spatial * c.tv_sparse_factor)

@@ -203,3 +203,16 @@ def test_csr_nufft_fit_runs_and_matches_gather(series):
     assert np.array_equal(a.images, b.images)
     ref = reconstruct(series.slices[0], load_config("cpu-test")).images
     assert np.abs(a.images - ref).max() < 1e-3 * np.abs(ref).max()
+
+
+def test_tv_weights_follow_the_acquisition(series):
+    """The fit uses (and reports) TV weights doubled when the slice's radial acceleration reaches
+    ``tv_sparse_acceleration``: 9 spokes at 32² is pi/2 * 32 / 9 = 5.6; the output changes with the weights."""
+    base = ["dainr.tv_temporal=0.1", "dainr.tv_spatial=0.05", "dainr.tv_sparse_factor=4"]
+    light = reconstruct(series.slices[0], load_config("cpu-test", overrides=base + ["dainr.tv_sparse_acceleration=6"]))
+    heavy = reconstruct(series.slices[0], load_config("cpu-test", overrides=base + ["dainr.tv_sparse_acceleration=5"]))
+    assert light.info["radial_acceleration"] == pytest.approx(np.pi / 2 * 32 / 9, abs=0.01)
+    assert light.info["tv_weights"] == [0.1, 0.05] and heavy.info["tv_weights"] == [0.4, 0.2]
+    explicit = reconstruct(series.slices[0], load_config("cpu-test", overrides=["dainr.tv_temporal=0.4",
+                                                                                "dainr.tv_spatial=0.2"]))
+    assert np.array_equal(heavy.images, explicit.images) and not np.array_equal(light.images, heavy.images)

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from dainr.config import load_config
-from dainr.recon.dainr_terms import DataTerm, SpatialTV, TemporalTV, data_loss, loss_terms, spatial_tv, temporal_tv
+from dainr.recon.dainr_terms import (DataTerm, SpatialTV, TemporalTV, data_loss, loss_terms, radial_acceleration,
+                                     sampling_tv, spatial_tv, temporal_tv)
 
 
 def test_data_loss_l1_and_l2_over_the_masked_samples():
@@ -40,3 +41,25 @@ def test_loss_terms_follow_the_config():
     assert [t.consecutive_frames for t in both] == [False, True, False]
     spatial = loss_terms(load_config("cpu-test", overrides=["dainr.tv_spatial=0.1"]).dainr, data)
     assert spatial == [data, SpatialTV(0.1)] and not any(t.consecutive_frames for t in spatial)
+
+
+def test_radial_acceleration_counts_measured_spokes_against_nyquist():
+    mask = np.zeros((3, 8), bool)
+    mask[:, :5] = True  # 5 spokes a frame measured of 8 slots
+    assert radial_acceleration(mask, (128, 128)) == pytest.approx(np.pi / 2 * 128 / 5)  # 40.2
+    mask[0, 5:] = True  # frames of 8, 5, 5 spokes: the mean counts
+    assert radial_acceleration(mask, (96, 128)) == pytest.approx(np.pi / 2 * 128 / 6)
+
+
+def test_sampling_tv_doubles_the_weights_only_at_high_acceleration():
+    c = load_config("cpu-test", overrides=["dainr.tv_temporal=0.2", "dainr.tv_spatial=0.05",
+                                           "dainr.tv_sparse_acceleration=32", "dainr.tv_sparse_factor=2"]).dainr
+    assert sampling_tv(c, 25.1) is c  # 8 spokes at 128²
+    sparse = sampling_tv(c, 40.2)  # 5 spokes at 128²
+    assert (sparse.tv_temporal, sparse.tv_spatial) == (0.4, 0.1)
+    assert sampling_tv(c, 32.0).tv_temporal == 0.4  # the threshold itself counts
+    off = load_config("cpu-test", overrides=["dainr.tv_temporal=0.2"]).dainr  # tv_sparse_acceleration 0 = off
+    assert sampling_tv(off, 1000.0) is off
+    shipped = load_config("fast").dainr
+    assert shipped.tv_sparse_acceleration > radial_acceleration(np.ones((1, 8), bool), (128, 128))
+    assert shipped.tv_sparse_acceleration <= radial_acceleration(np.ones((1, 5), bool), (128, 128))
