@@ -9,8 +9,13 @@ Gadgetron runs it from an ``<external>`` step::
         </configuration>
     </external>
 
-(Gadgetron starts ``python -m gadgetron PORT gadget.dainr_gadget recon``.) For ``<connect port="N"/>`` chains start it
-yourself: ``python -m gadget.dainr_gadget --port N`` (listens on 127.0.0.1; ``--host ::`` for every interface).
+(Gadgetron starts ``python -m gadgetron PORT gadget.dainr_gadget recon``, and so a new interpreter, PyTorch and CUDA
+context, for every connection.) For ``<connect port="N"/>`` chains (``xml_configs/dainr_connect.xml``, the
+recommended scanner set-up) start it once, as a service: ``python -m gadget.dainr_gadget --port N`` (passive mode;
+listens on 127.0.0.1, ``--host ::`` for every interface). It listens at once and warms up meanwhile
+(:mod:`dainr.stream.startup`: PyTorch, the engine, a CUDA context on ``--device``; ``--no-warm-up`` skips it): a
+connection arriving during the warm-up is accepted and its data read, and its first reconstruction waits for the
+warm-up to end.
 
 Properties are those of :mod:`dainr.stream.settings` (``preset``, ``config_file``, ``method``, ``device``,
 ``series_index``, ``complex_output`` and any config key such as ``dainr.steps``). Raw acquisitions are buffered per
@@ -41,6 +46,7 @@ from gadgetron.external import constants
 
 from dainr.errors import DainrError, InputError, error_line
 from dainr.stream import ReconSettings, SliceJob, new_collector, properties_from_element, reconstruct_slice
+from dainr.stream.startup import EngineStartup, StartupReport
 from gadget.channel import GadgetChannel, PeerGone, SafeSocket, StreamTimeout, open_connection, send_error
 from gadget.startup_guard import SETUP_TIMEOUT_S
 from gadget.recon_data import recon_data_to_acquisitions
@@ -63,7 +69,10 @@ def _progress_logger(job: SliceJob):
     return progress
 
 
-def _run_job(channel: GadgetChannel, job: SliceJob, settings: ReconSettings) -> int:
+def _run_job(channel: GadgetChannel, job: SliceJob, settings: ReconSettings, startup: EngineStartup | None) -> int:
+    if startup is not None and not startup.done:
+        log.info("slice %d: waiting for the warm-up", job.cine.slice_index)
+        startup.wait()
     out = reconstruct_slice(job, settings, _progress_logger(job))
     for image in out.images:
         channel.send_image(image)
@@ -72,8 +81,11 @@ def _run_job(channel: GadgetChannel, job: SliceJob, settings: ReconSettings) -> 
     return len(out.images)
 
 
-def serve_channel(channel: GadgetChannel) -> bool:
-    """Run the gadget over one connection; True when it ended normally, False after an ERROR was sent."""
+def serve_channel(channel: GadgetChannel, startup: EngineStartup | None = None) -> bool:
+    """Run the gadget over one connection; True when it ended normally, False after an ERROR was sent.
+
+    ``startup``: the passive gadget's warm-up, which the first reconstruction waits for (reading does not: it needs
+    neither PyTorch nor the engine)."""
     t0 = time.perf_counter()
     try:
         settings = ReconSettings.from_properties(properties_from_element(channel.config_element))
@@ -93,12 +105,12 @@ def serve_channel(channel: GadgetChannel) -> bool:
                 channel.forward(mid, raw)
                 continue
             for job in jobs:
-                images += _run_job(channel, job, settings)
+                images += _run_job(channel, job, settings, startup)
         if received == 0:
             raise InputError("the stream held no acquisitions and no ReconData: the DA-INR gadget needs the radial "
                              "imaging spokes")
         for job in collector.finish():
-            images += _run_job(channel, job, settings)
+            images += _run_job(channel, job, settings, startup)
         log.info("DA-INR gadget: done, %d slice(s), %d images, %.2f s", collector.slices_done, images,
                  time.perf_counter() - t0)
         return True
@@ -136,9 +148,10 @@ MAX_TIME_S = 3600.0
 
 
 def handle_socket(sock: socket.socket, idle_timeout_s: float | None = IDLE_TIMEOUT_S,
-                  deadline_s: float | None = MAX_TIME_S) -> bool:
+                  deadline_s: float | None = MAX_TIME_S, startup: EngineStartup | None = None) -> bool:
     """Serve one accepted socket in passive mode (CONFIG and HEADER not yet read): CONFIG and HEADER within
-    :data:`SETUP_TIMEOUT_S`, then no silence longer than ``idle_timeout_s``, all within ``deadline_s``."""
+    :data:`SETUP_TIMEOUT_S`, then no silence longer than ``idle_timeout_s``, all within ``deadline_s``; the first
+    reconstruction waits for ``startup`` (:func:`serve_channel`)."""
     safe = SafeSocket(sock, setup_timeout_s=min(SETUP_TIMEOUT_S, deadline_s or SETUP_TIMEOUT_S),
                       idle_timeout_s=idle_timeout_s, deadline_s=deadline_s)
     try:
@@ -150,7 +163,7 @@ def handle_socket(sock: socket.socket, idle_timeout_s: float | None = IDLE_TIMEO
                 send_error(safe, ERROR_PREFIX + error_line(exc))
             return False
         safe.end_setup()
-        return serve_channel(GadgetChannel(connection))
+        return serve_channel(GadgetChannel(connection), startup)
     finally:
         safe.close()
 
@@ -166,8 +179,12 @@ def _listen(host: str, port: int) -> socket.socket:
     return srv
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m gadget.dainr_gadget --port N``: serve ``<connect port="N"/>`` chains."""
+def _log_warm_up(report: StartupReport) -> None:
+    log.info("warm-up done in %.2f s: %s", report.seconds, report.summary())
+
+
+def parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m gadget.dainr_gadget``."""
     p = argparse.ArgumentParser(prog="python -m gadget.dainr_gadget",
                                 description="DA-INR gadget in passive mode, for Gadgetron <connect> chains.")
     p.add_argument("-p", "--port", type=int, required=True,
@@ -180,8 +197,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "connections are served one at a time, so an idle one blocks the next at most this long")
     p.add_argument("--max-time", type=float, default=MAX_TIME_S,
                    help=f"longest a connection may last, reconstruction included (default {MAX_TIME_S:g})")
+    p.add_argument("--device", default="auto",
+                   help="devices to start CUDA on at start: auto (default: every visible GPU, as the config's "
+                        "default device auto), cuda, cuda:1, cpu (none); the chain's 'device' property still "
+                        "picks each reconstruction's device")
+    p.add_argument("--no-warm-up", action="store_true",
+                   help="do not import PyTorch and the engine or start CUDA before the first connection needs them")
     p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR (default INFO)")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m gadget.dainr_gadget --port N``: serve ``<connect port="N"/>`` chains, warm from the start."""
+    args = parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s [dainr gadget %(process)d] %(message)s")
     try:
@@ -190,12 +218,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"dainr gadget: error: cannot listen on {args.host}:{args.port} ({exc.strerror})", file=sys.stderr)
         return 2
     log.info("listening on %s:%d", args.host, srv.getsockname()[1])
+    startup = None
+    if not args.no_warm_up:
+        log.info("warming up for device %s", args.device)
+        startup = EngineStartup(args.device, on_done=_log_warm_up)  # a connection meanwhile is served
     ok = True
     try:
         while True:
             sock, peer = srv.accept()
             log.info("connection from %s:%s", peer[0], peer[1])
-            ok = handle_socket(sock, args.timeout, args.max_time) and ok
+            ok = handle_socket(sock, args.timeout, args.max_time, startup) and ok
             if args.once:
                 break
     except KeyboardInterrupt:

@@ -1,5 +1,6 @@
 """The engine's one-time start-up, paid ahead of the first slice: in a background thread while a front end reads its
-input (``dainr recon``), or once per worker process before its first job (``dainr serve``).
+input (``dainr recon``), once per worker process before its first job (``dainr serve``), or once when the passive
+gadget starts listening (``python -m gadget.dainr_gadget --port N``).
 
 What a process pays before its first reconstruction can start, besides its own code:
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 #: A phase of the start-up: (name, start, end), ``time.time()`` seconds.
 Phase = tuple[str, float, float]
@@ -40,6 +42,18 @@ class StartupReport:
 
     phases: list[Phase] = field(default_factory=list)
     cuda_devices: list[str] = field(default_factory=list)
+
+    @property
+    def seconds(self) -> float:
+        """Wall seconds from the first phase's start to the last phase's end (0 when none completed)."""
+        if not self.phases:
+            return 0.0
+        return max(end for _, _, end in self.phases) - min(start for _, start, _ in self.phases)
+
+    def summary(self) -> str:
+        """One line for a log: ``import torch 2.10 s, import engine 1.32 s, CUDA init 0.41 s (cuda:0)``."""
+        parts = ", ".join(f"{name} {end - start:.2f} s" for name, start, end in self.phases) or "nothing completed"
+        return parts + (f" ({', '.join(self.cuda_devices)})" if self.cuda_devices else "")
 
 
 def _cuda_devices(spec: str | None) -> list[str]:
@@ -123,20 +137,31 @@ class EngineStartup:
 
     :meth:`wait` returns its report once it is done; a failure there is not raised (the reconstruction, which needs
     the same imports and devices, meets it again and reports it as it always does), the report then holding the phases
-    that completed.
+    that completed. ``on_done(report)``, when given, is called in that thread before :meth:`wait` returns (a long-lived
+    front end logs the warm-up there).
     """
 
-    def __init__(self, devices: str | None = "auto") -> None:
+    def __init__(self, devices: str | None = "auto",
+                 on_done: Callable[[StartupReport], None] | None = None) -> None:
         self.report = StartupReport()
+        self._on_done = on_done
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._run, args=(devices,), name="dainr-startup", daemon=True)
         self._thread.start()
+
+    @property
+    def done(self) -> bool:
+        """Whether the start-up has ended (and ``on_done`` returned)."""
+        return self._done.is_set()
 
     def _run(self, devices: str | None) -> None:
         try:
             warm_up(devices, self.report)
         except BaseException:  # noqa: BLE001 - see the class docstring
             pass
+        try:
+            if self._on_done is not None:
+                self._on_done(self.report)
         finally:
             self._done.set()
 

@@ -133,7 +133,68 @@ def test_gadgetron_image_installs_into_the_gadgetron_env():
     assert "${GADGETRON_HOME}/bin/python\" -m pip install --no-cache-dir /tmp/dainr-src" in text
     assert re.search(r"COPY xml_configs/\*\.xml /opt/conda/envs/gadgetron/share/gadgetron/config/", text)
     assert "import gadget.dainr_gadget" in text
-    assert not any(i.op in ("ENTRYPOINT", "CMD") for i in final), "keep the base image's entrypoint"
+    assert not any(i.op == "CMD" for i in final), "Gadgetron's own arguments"
+
+
+def _run_entrypoint(tmp_path: Path, **env: str) -> tuple[str, str]:
+    """docker/gadgetron/entrypoint.sh with stand-ins for the env's python and the base image's entrypoint: (the
+    python's arguments, the base entrypoint's arguments), once both ran; its process group is then killed."""
+    import signal
+    import time
+
+    (tmp_path / "bin").mkdir(parents=True)
+    fake_python = tmp_path / "bin" / "python"
+    fake_python.write_text(f'#!/bin/sh\necho "$@" > {tmp_path}/python.args\nexec sleep 60\n')
+    base = tmp_path / "base-entrypoint.sh"
+    base.write_text(f'#!/bin/sh\necho "$@" > {tmp_path}/base.args\nexec sleep 60\n')
+    for f in (fake_python, base):
+        f.chmod(0o755)
+    script = (DOCKER / "gadgetron" / "entrypoint.sh").read_text()
+    assert script.count("exec /opt/entrypoint.sh") == 1
+    entry = tmp_path / "entrypoint.sh"
+    entry.write_text(script.replace("exec /opt/entrypoint.sh", f"exec {base}"))
+    child = subprocess.Popen(["bash", str(entry), "--port", "9002"], start_new_session=True,
+                             env=dict(os.environ, GADGETRON_HOME=str(tmp_path), **env))
+    try:
+        deadline = time.monotonic() + 20
+        wanted = [tmp_path / "base.args"] + ([tmp_path / "python.args"] if env.get("DAINR_GADGET_PORT") != "" else [])
+        while not all(w.is_file() and w.read_text() for w in wanted):
+            assert time.monotonic() < deadline, "the entrypoint did not start both"
+            time.sleep(0.05)
+        time.sleep(0.2)
+    finally:
+        os.killpg(child.pid, signal.SIGKILL)
+        child.wait()
+    args = tmp_path / "python.args"
+    return (args.read_text().strip() if args.is_file() else ""), (tmp_path / "base.args").read_text().strip()
+
+
+def test_gadgetron_image_starts_the_warm_gadget_then_the_base_entrypoint(tmp_path):
+    """Issue 16 goal 3: the image runs the passive gadget that dainr_connect.xml connects to next to Gadgetron, which
+    the base image's own entrypoint starts with the container's arguments (so <execute> chains work as before)."""
+    import json
+    import xml.etree.ElementTree as ET
+
+    from gadget import dainr_gadget
+
+    final = stages(parse_dockerfile(DOCKERFILES["gadgetron"]))[-1][2]
+    entry = json.loads(next(i for i in final if i.op == "ENTRYPOINT").args)
+    assert entry[:3] == ["/tini", "-g", "--"], "tini, signalling the gadget too"
+    assert ["docker/gadgetron/entrypoint.sh", entry[3]] in [shlex.split(i.args) for i in final if i.op == "COPY"]
+    env = " ".join(i.args for i in final if i.op == "ENV")
+    port = re.search(r"DAINR_GADGET_PORT=(\d+)", env).group(1)
+    connect = ET.parse(REPO / "xml_configs" / "dainr_connect.xml").getroot().find("stream/external/connect")
+    assert port == connect.get("port")
+
+    gadget_args, base_args = _run_entrypoint(tmp_path / "a", DAINR_GADGET_PORT=port,
+                                             DAINR_GADGET_ARGS="--device cuda:1 --timeout 120")
+    assert base_args == "--port 9002"
+    module, *options = gadget_args.split()[1:]
+    assert gadget_args.startswith("-m ") and module == "gadget.dainr_gadget"
+    parsed = dainr_gadget.parser().parse_args(options)
+    assert (parsed.port, parsed.host, parsed.device, parsed.timeout, parsed.no_warm_up) == \
+        (int(port), "127.0.0.1", "cuda:1", 120.0, False)
+    assert _run_entrypoint(tmp_path / "b", DAINR_GADGET_PORT="") == ("", "--port 9002"), "DAINR_GADGET_PORT= : none"
 
 
 def test_gadgetron_image_package_is_read_only_and_runs_unprivileged_with_a_healthcheck():

@@ -2,7 +2,8 @@
 
 :class:`FakeGadgetron` listens on 127.0.0.1, spawns ``python -m gadgetron PORT MODULE TARGET`` exactly as Gadgetron's
 ``Python.cpp`` does, sends CONFIG (the ``<configuration>`` of the external step) and HEADER, streams messages,
-sends CLOSE and reads everything that comes back until CLOSE. :func:`socketpair_run` does the same in-process.
+sends CLOSE and reads everything that comes back until CLOSE. :func:`socketpair_run` does the same in-process, and
+:func:`passive_over_tcp` starts the passive gadget (``<connect>`` chains) in a thread.
 """
 
 from __future__ import annotations
@@ -222,6 +223,28 @@ def socketpair_run(target: Callable[[socket.socket], Any], config: bytes, header
         worker.join(TIMEOUT)
     assert not worker.is_alive(), "the gadget did not finish"
     return reply
+
+
+def passive_over_tcp(*options: str) -> tuple[threading.Thread, list, socket.socket]:
+    """``python -m gadget.dainr_gadget --port P --once OPTIONS`` in a thread: (thread, [its exit status], a socket
+    connected to it)."""
+    from gadget import dainr_gadget
+
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    result: list = []
+    server = threading.Thread(target=lambda: result.append(dainr_gadget.main(
+        ["--port", str(port), "--once", "--log-level", "ERROR", *options])), daemon=True)
+    server.start()
+    deadline = time.monotonic() + TIMEOUT
+    while True:
+        try:
+            return server, result, socket.create_connection(("127.0.0.1", port), timeout=5)
+        except OSError:
+            assert time.monotonic() < deadline, "passive gadget did not start listening"
+            time.sleep(0.05)
 
 
 def bucket_to_buffer(header_xml: bytes, acquisitions: Sequence[ismrmrd.Acquisition]) -> list[ReconData]:

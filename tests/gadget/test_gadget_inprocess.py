@@ -4,6 +4,7 @@ passive (``<connect>``) mode."""
 from __future__ import annotations
 
 import io
+import re
 import socket
 import struct
 import threading
@@ -17,7 +18,8 @@ from gadgetron.external.connection import Connection
 
 from gadget import dainr_gadget
 from tests.gadget.compare import assert_same_images
-from tests.gadget.harness import TIMEOUT, configuration_node, exchange, read_acquisitions, socketpair_run
+from tests.gadget.harness import (TIMEOUT, configuration_node, exchange, passive_over_tcp, read_acquisitions,
+                                  socketpair_run)
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -112,34 +114,19 @@ def test_passive_mode_reports_an_unparseable_header(raw_single):
     assert "not a valid ISMRMRD header" in reply.errors[0]
 
 
-def _passive_over_tcp(*options: str) -> tuple[threading.Thread, list, socket.socket]:
-    """``python -m gadget.dainr_gadget --port P --once OPTIONS`` in a thread: (thread, [its exit status], a socket
-    connected to it)."""
-    probe = socket.socket()
-    probe.bind(("127.0.0.1", 0))
-    port = probe.getsockname()[1]
-    probe.close()
-    result: list = []
-    server = threading.Thread(target=lambda: result.append(dainr_gadget.main(
-        ["--port", str(port), "--once", "--log-level", "ERROR", *options])), daemon=True)
-    server.start()
-    deadline = time.monotonic() + TIMEOUT
-    while True:
-        try:
-            return server, result, socket.create_connection(("127.0.0.1", port), timeout=5)
-        except OSError:
-            assert time.monotonic() < deadline, "passive gadget did not start listening"
-            time.sleep(0.05)
-
-
-def test_passive_mode_over_tcp(raw_single):
+def test_passive_mode_over_tcp_warms_up_at_start(raw_single, caplog):
     header, acqs = read_acquisitions(raw_single)
-    server, result, sock = _passive_over_tcp()
-    with sock:
-        reply = exchange(sock, CONFIG, header, acqs)
-    server.join(TIMEOUT)
+    with caplog.at_level("INFO", logger="dainr.gadget"):
+        server, result, sock = passive_over_tcp("--device", "cpu")
+        with sock:
+            reply = exchange(sock, CONFIG, header, acqs)
+        server.join(TIMEOUT)
     assert not server.is_alive() and result == [0]
     assert reply.errors == [] and len(reply.images) == 3 and reply.ids[-1] == 4
+    # the real warm-up (dainr.stream.startup) ran, and ended before the reconstruction
+    done = re.search(r"warm-up done in [\d.]+ s: import torch [\d.]+ s, import engine [\d.]+ s", caplog.text)
+    assert done, caplog.text
+    assert done.start() < caplog.text.index("sent 3 images")
 
 
 def _passive(idle: float, deadline: float):
@@ -188,7 +175,7 @@ def test_passive_mode_drops_a_peer_that_drips_bytes_at_the_deadline(raw_single):
 
 def test_passive_mode_command_line_takes_the_time_outs(raw_single):
     """``python -m gadget.dainr_gadget --timeout S --max-time S``: an idle client is dropped, the gadget goes on."""
-    server, result, sock = _passive_over_tcp("--timeout", "0.5", "--max-time", "20")
+    server, result, sock = passive_over_tcp("--timeout", "0.5", "--max-time", "20", "--no-warm-up")
     header, _ = read_acquisitions(raw_single)
     with sock:
         reply = exchange(sock, CONFIG, header, [], close=False)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import textwrap
 
-from dainr.stream.startup import EngineStartup, warm_up
+import pytest
+
+from dainr.stream.startup import EngineStartup, StartupReport, warm_up
 
 
 def _modules_after(code: str) -> set[str]:
@@ -44,3 +47,19 @@ def test_warm_up_imports_the_engine_and_torch_optim_s_dynamo():
 def test_engine_startup_runs_in_the_background_and_survives_a_bad_device_spec():
     report = EngineStartup("no-such-device").wait()  # the run reports the bad spec itself, in its own words
     assert [name for name, *_ in report.phases] == ["import torch", "import engine"]
+
+
+def test_engine_startup_calls_on_done_with_its_report_before_wait_returns():
+    seen = []
+    job = EngineStartup("cpu", on_done=seen.append)
+    report = job.wait()
+    assert job.done and seen == [report]
+    assert report.seconds == pytest.approx(report.phases[-1][2] - report.phases[0][1])
+    assert re.fullmatch(r"import torch [\d.]+ s, import engine [\d.]+ s", report.summary())
+
+
+def test_startup_report_summary_names_the_gpus():
+    report = StartupReport(phases=[("import torch", 10.0, 12.0), ("CUDA init", 11.0, 12.5)], cuda_devices=["cuda:0"])
+    assert report.seconds == 2.5
+    assert report.summary() == "import torch 2.00 s, CUDA init 1.50 s (cuda:0)"
+    assert StartupReport().seconds == 0.0 and StartupReport().summary() == "nothing completed"
