@@ -13,7 +13,7 @@ per-slice path do not (``tests/mrd/test_adapter_boundary.py``).
 * :func:`assemble_series` — acquisitions received one by one (Gadgetron, MRD server) into a :class:`RawSeries`;
 * :class:`Binning` — real-time streams (no phase index) binned into frames at reconstruction time;
 * :func:`to_images`, :func:`write_images`, :func:`read_images` — output images, numbered by
-  :func:`image_index_start`; :func:`~dainr.mrd.images.image_to_bytes` / ``image_from_bytes`` — their wire form.
+  :func:`image_index_start`.
 
 Input checks follow ``shared/design/INPUT_POLICY.md``; every refusal is a one-line :class:`dainr.errors.InputError`.
 """

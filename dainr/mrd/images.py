@@ -48,7 +48,6 @@ Rendered frames and motion series (DA-INR, :mod:`dainr.recon.rendering`)
 
 from __future__ import annotations
 
-import io
 import math
 import os
 from pathlib import Path
@@ -347,18 +346,6 @@ def _append(path: Path, image_list: Sequence[ismrmrd.Image], group: str, header_
             dset.append_image(f"image_{int(img.image_series_index)}", img)
     finally:
         dset.close()
-
-
-def image_to_bytes(image: ismrmrd.Image) -> bytes:
-    """An image in its MRD wire form (header, attributes, pixels): lossless, and picklable where the image is not."""
-    out = io.BytesIO()
-    image.serialize_into(out.write)
-    return out.getvalue()
-
-
-def image_from_bytes(data: bytes) -> ismrmrd.Image:
-    """The image :func:`image_to_bytes` wrote."""
-    return ismrmrd.Image.deserialize_from(io.BytesIO(data).read)
 
 
 def _pixels(raw: np.ndarray) -> np.ndarray:

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import time
 from dataclasses import dataclass
@@ -18,8 +19,7 @@ from dainr.config import Config
 from dainr.data import ReconResult
 from dainr.errors import ResourceError
 from dainr.mrd import Binning, TrajectoryOverride, to_images
-from dainr.mrd.images import (JACOBIAN_SERIES_OFFSET, MOTION_SERIES_OFFSET, image_from_bytes, image_to_bytes,
-                              to_map_images)
+from dainr.mrd.images import JACOBIAN_SERIES_OFFSET, MOTION_SERIES_OFFSET, to_map_images
 from dainr.mrd.acquisitions import AcquisitionLike
 from dainr.stream.collector import SliceCollector, SliceJob
 from dainr.stream.device_lock import gpu_lock
@@ -36,36 +36,36 @@ Progress = Callable[[int, int, str], None]
 
 @dataclass
 class SliceOutput:
-    """The images of one reconstructed slice.
+    """One reconstructed slice; its images are built on first use.
 
     Attributes
     ----------
     job:
         The slice that was reconstructed.
-    images:
-        One ``ismrmrd.Image`` per frame, in frame order.
     result:
         The engine's result (``images`` ``(frames, H, W)`` complex64, method, seconds, iterations, info).
+    settings:
+        The output options its images follow (series index, magnitude or complex, rendering).
     reconstructed_at:
         When the engine returned the slice (``time.time()`` s): the images' latency is counted from there.
+    images:
+        One ``ismrmrd.Image`` per frame, in frame order (then the motion series', :func:`slice_images`), built when
+        first read. A server worker process sends the output pickled without them (``ismrmrd.Image`` does not pickle
+        on every ismrmrd-python release) and the receiving process builds them, away from the worker's threads that
+        are still fitting other slices.
     """
 
     job: SliceJob
-    images: list[ismrmrd.Image]
     result: ReconResult
+    settings: ReconSettings
     reconstructed_at: float = 0.0
 
-    def __reduce__(self):
-        # Server workers in child processes send their output back pickled; ismrmrd.Image does not pickle on every
-        # ismrmrd-python release, so the images travel in their wire form (header, attributes, pixels: lossless).
-        return _output_from_wire, (self.job, [image_to_bytes(im) for im in self.images], self.result,
-                                   self.reconstructed_at)
+    @functools.cached_property
+    def images(self) -> list[ismrmrd.Image]:
+        return slice_images(self.job, self.result, self.settings)
 
-
-def _output_from_wire(job: SliceJob, images: list[bytes], result: ReconResult,
-                      reconstructed_at: float = 0.0) -> SliceOutput:
-    return SliceOutput(job=job, images=[image_from_bytes(b) for b in images], result=result,
-                       reconstructed_at=reconstructed_at)
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "images"}
 
 
 def host_memory_available() -> int | None:
@@ -166,7 +166,7 @@ def reconstruct_slice(job: SliceJob, settings: ReconSettings, progress: Progress
                              render=settings.render if settings.render.needs_model else None, init_state=init_state)
     done = time.time()
     result.info["wait_seconds"] = round(waited, 3)
-    return SliceOutput(job=job, images=slice_images(job, result, settings), result=result, reconstructed_at=done)
+    return SliceOutput(job=job, result=result, settings=settings, reconstructed_at=done)
 
 
 def reconstruct_slices(jobs: Sequence[SliceJob], settings: ReconSettings,
@@ -200,7 +200,7 @@ def reconstruct_slices(jobs: Sequence[SliceJob], settings: ReconSettings,
     outs = []
     for job, result in zip(jobs, results):
         result.info["wait_seconds"] = round(waited, 3)
-        outs.append(SliceOutput(job=job, images=slice_images(job, result, settings), result=result))
+        outs.append(SliceOutput(job=job, result=result, settings=settings))
     return outs
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import pickletools
 
 import ismrmrd
 import numpy as np
@@ -26,17 +27,24 @@ def test_stream_images_equal_cli_images(tmp_path):
     assert_same_images([im for o in outputs for im in o.images], read_images(tmp_path / "cli.h5")[1])
 
 
-def test_slice_output_pickles_losslessly(tmp_path):
-    """Server workers in child processes send SliceOutput back pickled: images arrive byte for byte."""
+def test_slice_output_pickles_without_images_and_rebuilds_them_identically(tmp_path):
+    """Server workers in child processes send SliceOutput back pickled: the engine's result travels, the images do not
+    (ismrmrd.Image does not pickle on every release; building them is the receiver's work), and the receiver's
+    images equal the sender's byte for byte."""
     raw = simulate_file(tmp_path / "raw.h5", matrix=16, frames=3, coils=2, spokes=5)[0]
     header, acqs = read_acquisitions(raw)
-    settings = ReconSettings.load("cpu-test", overrides=["method=adjoint"], complex_output=True)
+    settings = ReconSettings.load("cpu-test", overrides=["method=adjoint"], series_index=3, complex_output=True)
     (out,) = list(stream_images(header, acqs, settings))
-    out.images[1].attribute_string = "<ismrmrdMeta><meta><name>k</name><value>v</value></meta></ismrmrdMeta>"
-    back = pickle.loads(pickle.dumps(out))
-    assert back.job.image_index_start == out.job.image_index_start
+    sent = out.images  # built on the sender's side too: still not in the pickle
+    data = pickle.dumps(out)
+    modules = {arg.split()[0] for op, arg, _ in pickletools.genops(data) if op.name in ("GLOBAL", "SHORT_BINUNICODE")
+               and isinstance(arg, str) and arg.startswith("ismrmrd.image")}
+    assert not modules  # no ismrmrd.Image in the pickle
+    back = pickle.loads(data)
+    assert back.job.image_index_start == out.job.image_index_start and back.reconstructed_at == out.reconstructed_at
     np.testing.assert_array_equal(back.result.images, out.result.images)
-    for a, b in zip(back.images, out.images):
+    assert len(back.images) == len(sent) == 3
+    for a, b in zip(back.images, sent):
         assert bytes(a.getHead()) == bytes(b.getHead()) and a.attribute_string == b.attribute_string
         assert a.data.dtype == b.data.dtype and np.array_equal(a.data, b.data)
 
