@@ -46,8 +46,8 @@ class MultiCoilNufft(torch.nn.Module):
         Kaiser–Bessel kernel width and grid oversampling of torchkbnufft.
     backend:
         ``gather`` (precomputed interpolation tables, :class:`~dainr.physics.kb_gather.KbGather`; fast on GPUs),
-        ``csr`` (the same tables as sparse matrix products, :class:`~dainr.physics.kb_csr.KbCsr`: no atomics, no
-        per-neighbour intermediate) or ``table`` (torchkbnufft's table interpolation; less memory). ``gather`` and
+        ``csr`` (the same tables as sparse matrix products, :class:`~dainr.physics.kb_csr.KbCsr`: no per-neighbour
+        intermediate; not bit-identical run to run on a GPU) or ``table`` (torchkbnufft's table interpolation; less memory). ``gather`` and
         ``csr`` compute the same operator to float rounding; ``table`` approximates the kernel from a table.
 
     Sample weights (0 for padded or held-out spokes, density compensation) are never stored in the operator: callers
