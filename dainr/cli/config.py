@@ -38,6 +38,19 @@ def add_config_arguments(p: argparse.ArgumentParser, default: str | None = DEFAU
                    help="override a config key, e.g. --set dainr.steps=500 (repeatable)")
 
 
+def add_slice_arguments(p: argparse.ArgumentParser, slices: str) -> None:
+    """``--concurrent-slices`` and ``--batch-slices`` (:func:`dainr.stream.exam.plan_exam`), the same in every command
+    that reconstructs several slices (``slices``: which ones, for the help)."""
+    p.add_argument("--concurrent-slices", type=int, metavar="N",
+                   help=f"{slices}: fits (slices alone, or batches of --batch-slices) run at once on each device "
+                        "(default: as many as fit the GPU memory, at most 6; 1 on the CPU); each slice's images are "
+                        "those it gets alone")
+    p.add_argument("--batch-slices", type=int, metavar="N",
+                   help=f"DA-INR, {slices}: fit up to N slices of the same shape together in one batched step (default "
+                        "1: every slice alone, measured faster on an H200; its images are then exactly those it gets "
+                        "alone; batched, they agree to float tolerance on a GPU)")
+
+
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser("config", description="Print the configuration a reconstruction with these --preset, --config "
                                              "and --set would use, as YAML (readable back with --config).")

@@ -19,7 +19,7 @@ from typing import Iterator
 
 import numpy as np
 
-from dainr.cli.config import CPU_PRESET, add_config_arguments, default_preset
+from dainr.cli.config import CPU_PRESET, add_config_arguments, add_slice_arguments, default_preset
 from dainr.cli.outputs import Output, add_overwrite_argument, check_outputs
 from dainr.config import DEFAULT_PRESET, METHODS, load_config
 from dainr.cli.render import add_render_arguments, render_request
@@ -42,14 +42,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                          default_text=f"{DEFAULT_PRESET} with a CUDA GPU, {CPU_PRESET} without one")
     p.add_argument("--device", help="cpu, cuda (every GPU), cuda:N, a list (cuda:0,1) or auto (default: the "
                                     "preset's, auto: every GPU, else the CPU); slices spread over the devices")
-    p.add_argument("--concurrent-slices", type=int, metavar="N",
-                   help="fits (slices alone, or batches of --batch-slices) run at once on each device (default: as "
-                        "many as fit the GPU memory, at most 6; 1 on the CPU); each slice's images are those it gets "
-                        "alone")
-    p.add_argument("--batch-slices", type=int, metavar="N",
-                   help="DA-INR: fit up to N slices of the same shape together in one batched step (default 1: every "
-                        "slice alone, measured faster on an H200; its images are then exactly those it gets alone; "
-                        "batched, they agree to float tolerance on a GPU)")
+    add_slice_arguments(p, "the file's slices")
     p.add_argument("--input-group", default="dataset", help="HDF5 group of the raw data (default dataset)")
     p.add_argument("--group", default="dataset",
                    help="HDF5 group for the output images; the file's other groups are kept (default dataset)")

@@ -8,6 +8,7 @@ import os
 import signal
 from pathlib import Path
 
+from dainr.cli.config import add_slice_arguments
 from dainr.config import DEFAULT_PRESET, available_presets
 from dainr.errors import ConfigError
 from dainr.server.config_names import DEFAULT_MAX_STEPS
@@ -55,13 +56,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="on SIGTERM, seconds running jobs may take to finish before they are cancelled; the server "
                         "is gone within --grace + 7 s (cancelled jobs get 5 s to stop, then their worker process is "
                         "killed) (default 60)")
-    p.add_argument("--concurrent-slices", type=int, metavar="N",
-                   help="a connection's waiting slices: fits (slices alone, or batches of --batch-slices) run at once "
-                        "on the device, as dainr recon's option (default: as many as fit the GPU memory, at most 6; 1 "
-                        "on the CPU); each slice's images are those it gets alone")
-    p.add_argument("--batch-slices", type=int, metavar="N",
-                   help="DA-INR: fit up to N waiting slices of a connection together in one batched step, as dainr "
-                        "recon's option (default 1)")
+    add_slice_arguments(p, "a connection's waiting slices")
     p.add_argument("--in-process", action="store_true",
                    help="run the worker in a thread of the server instead of a child process (one device only; "
                         "its optimisation then cannot be stopped between two progress reports)")
@@ -98,6 +93,7 @@ def resolve_devices(spec: str, workers: int = 1) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     from dainr.server.listener import ReconServer, ServerOptions
     from dainr.server.workers import ExamOptions
+    from dainr.stream.exam import check_slice_options
 
     if args.log:
         handler = logging.FileHandler(args.log)
@@ -107,9 +103,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--max-jobs must be >= 1 and --max-connections at least --max-jobs")
     if min(args.timeout, args.stream_timeout, args.max_time, args.max_steps) <= 0 or args.grace < 0:
         raise ConfigError("--timeout, --stream-timeout, --max-time and --max-steps must be > 0, --grace >= 0")
-    for flag, value in (("--concurrent-slices", args.concurrent_slices), ("--batch-slices", args.batch_slices)):
-        if value is not None and value < 1:
-            raise ConfigError(f"{flag} must be >= 1, got {value}")
+    check_slice_options(args.concurrent_slices, args.batch_slices)
     devices = resolve_devices(args.device, args.workers)
     if args.in_process and len(devices) > 1:
         raise ConfigError("--in-process runs one worker: use it with a single device")

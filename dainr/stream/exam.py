@@ -118,6 +118,19 @@ def _slice_bytes(cine: CineData, config: Config) -> int:
     return estimate_memory(SeriesShape.of(cine, coils), config).total
 
 
+def check_slice_options(per_device: int | None, batch_slices: int | None) -> None:
+    """``--concurrent-slices`` and ``--batch-slices`` as :func:`plan_exam` takes them (None = the default).
+
+    Raises
+    ------
+    ConfigError
+        Either below 1.
+    """
+    for flag, value in (("--concurrent-slices", per_device), ("--batch-slices", batch_slices)):
+        if value is not None and value < 1:
+            raise ConfigError(f"{flag} must be >= 1, got {value}")
+
+
 def plan_exam(cines: Sequence[CineData], config: Config, devices: str | None = None,
               per_device: int | None = None, batch_slices: int | None = None) -> ExamPlan:
     """Plan the reconstruction of ``cines`` (in exam order) before any optimisation starts (INPUT_POLICY.md §9).
@@ -152,10 +165,7 @@ def plan_exam(cines: Sequence[CineData], config: Config, devices: str | None = N
     from dainr.recon.budget import USABLE_FRACTION, device_free_bytes, fit_to_device
     from dainr.recon.device import resolve_devices
 
-    if per_device is not None and per_device < 1:
-        raise ConfigError(f"--concurrent-slices must be >= 1, got {per_device}")
-    if batch_slices is not None and batch_slices < 1:
-        raise ConfigError(f"--batch-slices must be >= 1, got {batch_slices}")
+    check_slice_options(per_device, batch_slices)
     names = resolve_devices(devices or config.device)
     free = [device_free_bytes(torch.device(d)) for d in names]
     least = None if None in free else min(free)

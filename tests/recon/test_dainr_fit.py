@@ -216,3 +216,15 @@ def test_tv_weights_follow_the_acquisition(series):
     explicit = reconstruct(series.slices[0], load_config("cpu-test", overrides=["dainr.tv_temporal=0.4",
                                                                                 "dainr.tv_spatial=0.2"]))
     assert np.array_equal(heavy.images, explicit.images) and not np.array_equal(light.images, heavy.images)
+
+
+def test_csr_nufft_is_refused_on_a_gpu_with_deterministic_algorithms(series):
+    """cuSPARSE's products are not bit-identical run to run: with ``deterministic`` (the default) the fit refuses
+    ``csr`` on a GPU in one line, before it touches the device (so this runs on a CPU-only machine too)."""
+    from dainr.errors import ConfigError
+    from dainr.recon.dainr_fit import DainrFit
+
+    prep = prepare(series.slices[0], prewhiten=False)
+    cfg = load_config("cpu-test", overrides=["dainr.nufft_backend=csr"])
+    with pytest.raises(ConfigError, match="csr is not bit-identical run to run on a GPU.*deterministic=false"):
+        DainrFit(prep, cfg, torch.device("cuda"))
