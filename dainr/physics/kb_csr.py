@@ -26,7 +26,7 @@ import warnings
 
 import torch
 
-from dainr.physics.kb_gather import cropped_ifft, kb_apodisation, kb_tables, oversampled_fft
+from dainr.physics.kb_gather import KbInterpolation, cropped_ifft, oversampled_fft
 
 
 class _CsrProduct(torch.autograd.Function):
@@ -44,45 +44,30 @@ class _CsrProduct(torch.autograd.Function):
         return _CsrProduct.apply(grad, ctx.a_h, ctx.a), None, None
 
 
-class KbCsr(torch.nn.Module):
-    """Per-frame interpolation matrices for ``(frames, K)`` samples on an oversampled grid, as CSR; the same operator
-    as :class:`~dainr.physics.kb_gather.KbGather` (same tables, same FFT), with the same ``forward``/``adjoint``.
+class KbCsr(KbInterpolation):
+    """Per-frame interpolation matrices, as CSR; the same operator as :class:`~dainr.physics.kb_gather.KbGather` (same
+    tables, same FFT), with the same ``forward``/``adjoint``.
 
     Buffers (F frames, K samples, J neighbours, G grid points; int32 indices)
     ------------------------------------------------------------------------
     cols, vals: ``(F, K·J)``: row k of ``M_f`` is entries ``k·J … k·J+J−1`` (columns ascending).
     cols_h, vals_h, crow_h: ``(F, K·J)``, ``(F, K·J)``, ``(F, G+1)``: ``M_fᴴ`` (column = sample k, value conj(w)).
-
-    Parameters
-    ----------
-    omega:
-        ``(frames, 2, K)`` radians/pixel ordered (rows, columns).
-    im_size, grid_size:
-        Image and oversampled grid sizes (rows, columns).
-    numpoints:
-        Kernel width per dimension.
     """
 
-    def __init__(self, omega: torch.Tensor, im_size: tuple[int, int], grid_size: tuple[int, int],
-                 numpoints: int = 6):
-        super().__init__()
-        n_frames, _, k = omega.shape
-        idx, wts = kb_tables(omega, im_size, grid_size, numpoints)  # (F, K, J)
-        n_grid = grid_size[0] * grid_size[1]
-        j = idx.shape[-1]
+    def store(self, idx: torch.Tensor, weights: torch.Tensor) -> None:
+        n_frames, k, j = idx.shape
+        n_grid = self.grid_size[0] * self.grid_size[1]
         cols, order = idx.sort(dim=-1)  # ascending columns within a row
         self.register_buffer("cols", cols.reshape(n_frames, k * j).to(torch.int32))
-        self.register_buffer("vals", wts.gather(-1, order).reshape(n_frames, k * j))
+        self.register_buffer("vals", weights.gather(-1, order).reshape(n_frames, k * j))
         del cols, order
         # Mᴴ: the same entries ordered by grid point (stable: by sample within a grid point).
         grid_of_entry, order_h = idx.reshape(n_frames, k * j).sort(dim=-1, stable=True)
         self.register_buffer("cols_h", torch.div(order_h, j, rounding_mode="floor").to(torch.int32))
-        self.register_buffer("vals_h", wts.reshape(n_frames, k * j).gather(-1, order_h).conj().resolve_conj())
+        self.register_buffer("vals_h", weights.reshape(n_frames, k * j).gather(-1, order_h).conj().resolve_conj())
         del order_h
         edges = torch.arange(n_grid + 1, device=idx.device).expand(n_frames, -1).contiguous()
         self.register_buffer("crow_h", torch.searchsorted(grid_of_entry, edges).to(torch.int32))
-        self.register_buffer("apod", kb_apodisation(im_size, grid_size, numpoints, omega.device))
-        self.im_size, self.grid_size = tuple(im_size), tuple(grid_size)
         self.n_samples, self.n_neighbours, self.n_grid = k, j, n_grid
 
     def matrices(self, frames: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -73,8 +73,10 @@ def cropped_ifft(grid: torch.Tensor, apod: torch.Tensor, im_size: tuple[int, int
     return torch.fft.ifft2(grid, norm="forward")[..., :h, :w] * apod.conj()
 
 
-class KbGather(torch.nn.Module):
-    """Per-frame interpolation tables for ``(frames, K)`` samples on an oversampled grid.
+class KbInterpolation(torch.nn.Module):
+    """The Kaiser–Bessel interpolation of ``(frames, K)`` samples on an oversampled grid, built once per trajectory
+    from :func:`kb_tables`; a subclass stores the tables in its own form (:meth:`store`) and defines ``forward``
+    (``(B, C, H, W)`` coil images of frames ``frames`` -> ``(B, C, K)``) and its exact ``adjoint``.
 
     Parameters
     ----------
@@ -89,13 +91,21 @@ class KbGather(torch.nn.Module):
     def __init__(self, omega: torch.Tensor, im_size: tuple[int, int], grid_size: tuple[int, int],
                  numpoints: int = 6):
         super().__init__()
-        n_frames, _, k = omega.shape
-        idx, wts = kb_tables(omega.reshape(n_frames, 2, k), im_size, grid_size, numpoints)
-        dev = omega.device
-        self.register_buffer("idx", idx)
-        self.register_buffer("weights", wts)
-        self.register_buffer("apod", kb_apodisation(im_size, grid_size, numpoints, dev))
         self.im_size, self.grid_size = tuple(im_size), tuple(grid_size)
+        self.register_buffer("apod", kb_apodisation(im_size, grid_size, numpoints, omega.device))
+        self.store(*kb_tables(omega, im_size, grid_size, numpoints))
+
+    def store(self, idx: torch.Tensor, weights: torch.Tensor) -> None:
+        """Keep the ``(frames, K, J)`` grid neighbours and weights of :func:`kb_tables` as the subclass needs them."""
+        raise NotImplementedError
+
+
+class KbGather(KbInterpolation):
+    """The interpolation as one gather of the neighbours' grid values (forward) and a scatter-add (adjoint)."""
+
+    def store(self, idx: torch.Tensor, weights: torch.Tensor) -> None:
+        self.register_buffer("idx", idx)
+        self.register_buffer("weights", weights)
 
     def forward(self, x: torch.Tensor, frames: torch.Tensor | None = None) -> torch.Tensor:
         """``(B, C, H, W)`` coil images of frames ``frames`` -> ``(B, C, K)`` (unnormalised DFT convention)."""
