@@ -43,6 +43,7 @@ from dainr.recon.concurrent import deterministic  # noqa: E402
 from dainr.recon.dainr_fit import DainrFit  # noqa: E402
 from dainr.recon.dainr_step import StepGraph  # noqa: E402
 from dainr.simulate import simulate  # noqa: E402
+from benchcases import add_size_arguments  # noqa: E402
 
 
 def sync(device: torch.device) -> None:
@@ -101,10 +102,7 @@ def main() -> int:
     p.add_argument("--steps", type=int, default=100, help="timed steps per size")
     p.add_argument("--eager", action="store_true", help="also time the steps without a CUDA graph")
     p.add_argument("--no-fits", action="store_true", help="skip the whole-fit comparison (step 3)")
-    p.add_argument("--matrix", type=int, default=128)
-    p.add_argument("--frames", type=int, default=30)
-    p.add_argument("--coils", type=int, default=8)
-    p.add_argument("--spokes", type=int, default=13)
+    add_size_arguments(p)
     a = p.parse_args()
     a.out.mkdir(parents=True, exist_ok=True)
     device = torch.device(a.device)

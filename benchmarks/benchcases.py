@@ -118,6 +118,15 @@ def cell(case: dict) -> tuple[float, int]:
     return case["snr"], case["spokes"]
 
 
+
+def add_size_arguments(p, matrix: int = 128, frames: int = 30, coils: int = 8, spokes: int = 13) -> None:
+    """``--matrix --frames --coils --spokes`` of a simulated case (defaults: the issue's exam slice, 128² × 30 frames ×
+    8 coils × 13 spokes), the same in every benchmark that simulates one."""
+    p.add_argument("--matrix", type=int, default=matrix)
+    p.add_argument("--frames", type=int, default=frames)
+    p.add_argument("--coils", type=int, default=coils)
+    p.add_argument("--spokes", type=int, default=spokes)
+
 @dataclass
 class Case:
     """A loaded case: ``meta`` (its cases.json entry), ``cine`` (slice 0), ``truth`` ``(frames, H, W)`` and the

@@ -47,6 +47,7 @@ sys.path.insert(0, str(REPO))
 
 from dainr.metrics import quality  # noqa: E402
 from dainr.mrd import read_images  # noqa: E402
+from benchcases import add_size_arguments  # noqa: E402
 
 #: What ``dainr recon`` imports before it reconstructs (its CLI, the reader, the engine, torch, and the TorchDynamo
 #: that torch.optim imports at its first use).
@@ -159,10 +160,7 @@ def main() -> int:
                    help="whole-exam runs with --batch-slices N, comma-separated (default none)")
     p.add_argument("--preset", default="fast")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--matrix", type=int, default=128)
-    p.add_argument("--frames", type=int, default=30)
-    p.add_argument("--coils", type=int, default=8)
-    p.add_argument("--spokes", type=int, default=13)
+    add_size_arguments(p)
     p.add_argument("--slices", type=int, default=12)
     a = p.parse_args()
     out = a.out

@@ -41,6 +41,7 @@ ENV = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.en
            PYTHONUNBUFFERED="1")
 
 from tests.gadget.harness import FakeGadgetron, Reply, configuration_node, exchange, read_acquisitions  # noqa: E402
+from benchcases import add_size_arguments  # noqa: E402
 
 #: The gadget's log line for a finished slice (gadget/dainr_gadget.py ``_run_job``).
 SENT = re.compile(r"slice (\d+): sent (\d+) images \((\w+), ([\d.]+) s\)")
@@ -105,10 +106,7 @@ def main() -> int:
     p.add_argument("--connections", type=int, default=3)
     p.add_argument("--connect-at-once", action="store_true",
                    help="first connect as soon as the passive gadget listens, during its warm-up")
-    p.add_argument("--matrix", type=int, default=128)
-    p.add_argument("--frames", type=int, default=30)
-    p.add_argument("--coils", type=int, default=8)
-    p.add_argument("--spokes", type=int, default=13)
+    add_size_arguments(p)
     a = p.parse_args()
     a.out.mkdir(parents=True, exist_ok=True)
     raw = a.raw or simulate(a.out, a)

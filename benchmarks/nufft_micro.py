@@ -25,6 +25,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from dainr.physics import MultiCoilNufft, radial_trajectory  # noqa: E402
+from benchcases import add_size_arguments  # noqa: E402
 
 
 def timed(fn, device: torch.device, warmup: int, iters: int) -> tuple[float, float | None]:
@@ -91,10 +92,7 @@ def capture(run, device: torch.device, x: torch.Tensor, iters: int) -> tuple[boo
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="cuda")
-    p.add_argument("--matrix", type=int, default=128)
-    p.add_argument("--frames", type=int, default=23)
-    p.add_argument("--coils", type=int, default=32)
-    p.add_argument("--spokes", type=int, default=21)
+    add_size_arguments(p, frames=23, coils=32, spokes=21)
     p.add_argument("--samples", type=int, default=256)
     p.add_argument("--batches", default="1,4")
     p.add_argument("--backends", default="gather,csr")

@@ -48,6 +48,7 @@ ENV = dict(os.environ, PYTHONPATH=PYTHONPATH, PYTHONUNBUFFERED="1")
 sys.path.insert(0, str(REPO))
 
 from dainr.mrd import read_images  # noqa: E402
+from benchcases import add_size_arguments  # noqa: E402
 
 SENT = re.compile(r"conn (\d+) \([^)]*\): slice (\d+) sent, (\d+) images, ([\d.]+) s after its reconstruction ended")
 READY = re.compile(r"the worker for \S+ is ready \(start-up ([\d.]+) s\)")
@@ -85,10 +86,7 @@ def main() -> int:
     p.add_argument("--preset", default="fast")
     p.add_argument("--connections", type=int, default=3)
     p.add_argument("--warm-wait", type=float, default=0.0, help="seconds between health ok and the first connection")
-    p.add_argument("--matrix", type=int, default=128)
-    p.add_argument("--frames", type=int, default=30)
-    p.add_argument("--coils", type=int, default=8)
-    p.add_argument("--spokes", type=int, default=13)
+    add_size_arguments(p)
     p.add_argument("--slices", type=int, default=1)
     p.add_argument("--concurrent-slices", type=int, help="dainr serve --concurrent-slices (default: its own)")
     p.add_argument("--wait-ready", action="store_true", help="wait for the worker's warm-up before connecting")

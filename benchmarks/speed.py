@@ -27,6 +27,7 @@ from dainr.config import load_config  # noqa: E402
 from dainr.metrics import quality  # noqa: E402
 from dainr.recon import reconstruct  # noqa: E402
 from dainr.simulate import simulate  # noqa: E402
+from benchcases import add_size_arguments  # noqa: E402
 
 VARIANTS = {
     "eager-baseline": ["dainr.nufft_backend=table", "dainr.fused=false", "dainr.cuda_graph=false",
@@ -50,10 +51,7 @@ PRESET_VARIANTS = {
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="cuda")
-    p.add_argument("--matrix", type=int, default=128)
-    p.add_argument("--frames", type=int, default=30)
-    p.add_argument("--spokes", type=int, default=13)
-    p.add_argument("--coils", type=int, default=8)
+    add_size_arguments(p)
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--frames-per-step", type=int, default=4)
     p.add_argument("--variants", default="eager-baseline,gather,fast-nondeterministic,fast")
