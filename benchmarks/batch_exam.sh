@@ -25,9 +25,11 @@ gpu() {
     $PY benchmarks/batched_step.py --out "$OUT" --device "${DEVICE:-cuda}" --sizes "$SIZES" --steps "$STEPS" \
       --no-fits ${STEP_ARGS:-} 2>&1 | tee "$OUT/batched_step.log"
     echo "steps timed after ${SECONDS} s"
-    $PY benchmarks/exam.py --out /tmp/batch_exam --device "${DEVICE:-cuda}" --concurrency "$CONCURRENCY" \
+    local work
+    work=$(mktemp -d)  # a fresh folder: exam.py refuses to overwrite an earlier run's images
+    $PY benchmarks/exam.py --out "$work" --device "${DEVICE:-cuda}" --concurrency "$CONCURRENCY" \
       --batch-slices "$BATCHES" ${EXAM_ARGS:-} 2>&1 | tee "$OUT/exam.log"
-    cp /tmp/batch_exam/exam.json "$OUT/exam.json"
+    cp "$work/exam.json" "$OUT/exam.json"
     echo "done after ${SECONDS} s"
 }
 
